@@ -194,7 +194,7 @@ pub fn ikl(student: Tensor<2>, teacher: Tensor<2>, weights: &IklWeights) -> Resu
     let diff = teacher.clone() - student.clone();
     let pairwise = match weights {
         IklWeights::TeacherSoftmax { temperature } => {
-            if !(*temperature > 0.0) {
+            if temperature.is_nan() || *temperature <= 0.0 {
                 return Err(param_error(
                     "ikl",
                     format!("temperature {temperature} must be > 0"),
@@ -249,7 +249,7 @@ fn full_pairwise_term(diff: Tensor<2>, w: Tensor<3>) -> Tensor<1> {
 pub fn cw_margin(logits: Tensor<2>, labels: Tensor<1, Int>, kappa: f32) -> Result<Tensor<1>> {
     let [batch, _] = logits_dims("cw_margin", &logits)?;
     check_labels("cw_margin", &labels, batch)?;
-    if !(kappa >= 0.0) {
+    if kappa.is_nan() || kappa < 0.0 {
         return Err(param_error(
             "cw_margin",
             format!("kappa {kappa} must be >= 0"),

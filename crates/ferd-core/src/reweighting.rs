@@ -60,7 +60,7 @@ impl ReweightStrategy {
         }
         match *self {
             Self::Softmax { temperature } => {
-                if !(temperature > 0.0) {
+                if temperature.is_nan() || temperature <= 0.0 {
                     return Err(param_error(
                         "class_distribution",
                         format!("softmax temperature {temperature} must be > 0"),

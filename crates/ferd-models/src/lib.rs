@@ -1,6 +1,20 @@
-//! Classifiers and the generator of FERD (ResNet, PreAct ResNet, WideResNet, MobileNet-V2, small
-//! 28x28 nets, the DCGAN-style generator) with split forwards, BatchNorm statistics capture and
-//! PyTorch weight import.
+//! Classifiers and the generator of FERD, with the two capabilities FERD needs beyond a plain
+//! forward: a split forward (`features`, then `head`) and the BatchNorm input statistics of the
+//! DeepInversion loss ([`classifier::Tap`]).
 //!
-//! Not implemented yet: this crate is the workspace slot for the models issue. It exports
-//! nothing, so that no caller can mistake it for a working model zoo.
+//! Architectures follow the PyTorch definitions FERD's users already have (the CIFAR ResNets of
+//! the DFHL/FERD code, RobustBench's WideResNet), field names included, so that state dicts map
+//! one to one. Every model takes images in `[0, 1]`; an optional per-channel normalization lives
+//! inside the model.
+
+pub mod classifier;
+pub mod generator;
+pub mod layers;
+pub mod mobilenet_v2;
+pub mod preact_resnet;
+pub mod resnet;
+pub mod small_cnn;
+pub mod wide_resnet;
+
+pub use classifier::{BnStats, Classifier, Tap};
+pub use layers::Normalization;

@@ -1,0 +1,139 @@
+//! The DCGAN-style generator of CMI and FERD (method spec, section 1):
+//! `z -> Linear -> [2 ngf, s/4, s/4] -> BN -> Up x2 -> Conv3x3 -> BN -> LeakyReLU(0.2) -> Up x2
+//! -> Conv3x3 -> BN -> LeakyReLU(0.2) -> Conv3x3 -> Sigmoid`, producing images in `[0, 1]`.
+//!
+//! PyTorch names: `l1.0`, `conv_blocks.{0, 2, 3, 6, 7, 9}`; here `l1`, `bn0`, `conv1`, `bn1`,
+//! `conv2`, `bn2`, `conv3`.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::interpolate::{Interpolate2dConfig, InterpolateMode};
+use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::{leaky_relu, sigmoid};
+use burn::tensor::{Device, Distribution, Tensor};
+
+use crate::layers::{batch_norm, conv};
+
+/// Configuration of a [`Generator`].
+#[derive(Config, Debug)]
+pub struct GeneratorConfig {
+    /// Latent size `nz`.
+    #[config(default = 100)]
+    pub latent: usize,
+    /// Base width `ngf`.
+    #[config(default = 64)]
+    pub ngf: usize,
+    /// Image side `s` (32; 28 for MNIST-like data); must be divisible by 4.
+    #[config(default = 32)]
+    pub image_side: usize,
+    /// Image channels.
+    #[config(default = 3)]
+    pub channels: usize,
+}
+
+/// The generator.
+#[derive(Module, Debug)]
+pub struct Generator {
+    l1: Linear,
+    bn0: BatchNorm,
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    conv3: Conv2d,
+    init_side: usize,
+}
+
+impl GeneratorConfig {
+    /// Builds the generator with the initialization FERD applies at every synthesis round:
+    /// conv and linear weights `N(0, 0.02)`, biases 0, BatchNorm weights `N(1, 0.02)`, BatchNorm
+    /// biases 0, fresh running statistics. Seed the device (`device.seed`) for a reproducible
+    /// draw.
+    ///
+    /// # Panics
+    /// When `image_side` is not a positive multiple of 4.
+    pub fn init(&self, device: &Device) -> Generator {
+        assert!(
+            self.image_side > 0 && self.image_side.is_multiple_of(4),
+            "image side {} is not a multiple of 4",
+            self.image_side
+        );
+        let init_side = self.image_side / 4;
+        let wide = 2 * self.ngf;
+        let generator = Generator {
+            l1: LinearConfig::new(self.latent, wide * init_side * init_side).init(device),
+            bn0: batch_norm(wide, device),
+            conv1: conv(wide, wide, 3, 1, device),
+            bn1: batch_norm(wide, device),
+            conv2: conv(wide, self.ngf, 3, 1, device),
+            bn2: batch_norm(self.ngf, device),
+            conv3: Conv2dConfig::new([self.ngf, self.channels], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device),
+            init_side,
+        };
+        generator.dcgan_init()
+    }
+}
+
+fn normal_like<const D: usize>(param: &Param<Tensor<D>>, mean: f64) -> Param<Tensor<D>> {
+    let t = param.val();
+    Param::from_tensor(Tensor::random(
+        t.shape(),
+        Distribution::Normal(mean, 0.02),
+        &t.device(),
+    ))
+}
+
+fn zeros_like(param: &Param<Tensor<1>>) -> Param<Tensor<1>> {
+    Param::from_tensor(param.val().zeros_like())
+}
+
+fn dcgan_bn(mut bn: BatchNorm) -> BatchNorm {
+    bn.gamma = normal_like(&bn.gamma, 1.0);
+    bn.beta = zeros_like(&bn.beta);
+    bn
+}
+
+fn dcgan_conv(mut conv: Conv2d) -> Conv2d {
+    conv.weight = normal_like(&conv.weight, 0.0);
+    conv.bias = conv.bias.as_ref().map(zeros_like);
+    conv
+}
+
+impl Generator {
+    fn dcgan_init(mut self) -> Self {
+        self.l1.weight = normal_like(&self.l1.weight, 0.0);
+        self.l1.bias = self.l1.bias.as_ref().map(zeros_like);
+        self.conv1 = dcgan_conv(self.conv1);
+        self.conv2 = dcgan_conv(self.conv2);
+        self.conv3 = dcgan_conv(self.conv3);
+        self.bn0 = dcgan_bn(self.bn0);
+        self.bn1 = dcgan_bn(self.bn1);
+        self.bn2 = dcgan_bn(self.bn2);
+        self
+    }
+
+    /// Images `[B, channels, s, s]` in `[0, 1]` from latents `[B, latent]`.
+    pub fn forward(&self, z: Tensor<2>) -> Tensor<4> {
+        let [batch, _] = z.dims();
+        let side = self.init_side;
+        let up = |x: Tensor<4>| {
+            let [_, _, h, w] = x.dims();
+            Interpolate2dConfig::new()
+                .with_output_size(Some([2 * h, 2 * w]))
+                .with_mode(InterpolateMode::Nearest)
+                .init()
+                .forward(x)
+        };
+        let x = self
+            .l1
+            .forward(z)
+            .reshape([batch as i64, -1, side as i64, side as i64]);
+        let x = up(self.bn0.forward(x));
+        let x = leaky_relu(self.bn1.forward(self.conv1.forward(x)), 0.2);
+        let x = leaky_relu(self.bn2.forward(self.conv2.forward(up(x))), 0.2);
+        sigmoid(self.conv3.forward(x))
+    }
+}

@@ -1,0 +1,166 @@
+//! Building blocks shared by the architectures: convolution and BatchNorm constructors with
+//! PyTorch's conventions, the projection shortcut, global pooling and in-model normalization.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::module::adaptive_avg_pool2d;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::classifier::Tap;
+
+/// A bias-free `k x k` convolution with PyTorch's padding `k / 2`.
+pub fn conv(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    device: &Device,
+) -> Conv2d {
+    grouped_conv(in_channels, out_channels, kernel, stride, 1, device)
+}
+
+/// A bias-free grouped convolution (depthwise when `groups == in_channels`).
+pub fn grouped_conv(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    device: &Device,
+) -> Conv2d {
+    Conv2dConfig::new([in_channels, out_channels], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(
+            kernel / 2,
+            kernel / 2,
+            kernel / 2,
+            kernel / 2,
+        ))
+        .with_groups(groups)
+        .with_bias(false)
+        .init(device)
+}
+
+/// BatchNorm with PyTorch's defaults (epsilon 1e-5, momentum 0.1).
+pub fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(channels)
+        .with_epsilon(1e-5)
+        .with_momentum(0.1)
+        .init(device)
+}
+
+/// Global average pooling `[B, C, H, W] -> [B, C]` (the 4x4 `avg_pool2d` of the CIFAR models on
+/// 32x32 inputs, and valid for any input size).
+pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
+    let [batch, channels, _, _] = x.dims();
+    adaptive_avg_pool2d(x, [1, 1]).reshape([batch, channels])
+}
+
+/// A 1x1 projection shortcut: a strided convolution, followed by BatchNorm in the post-activation
+/// ResNet and MobileNet-V2 (`shortcut.0`, `shortcut.1` in PyTorch), alone in PreAct ResNet.
+#[derive(Module, Debug)]
+pub struct Shortcut {
+    /// The 1x1 convolution.
+    pub conv: Conv2d,
+    /// The BatchNorm after it, if any.
+    pub bn: Option<BatchNorm>,
+}
+
+impl Shortcut {
+    /// A shortcut with or without BatchNorm.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+        with_bn: bool,
+        device: &Device,
+    ) -> Self {
+        Self {
+            conv: conv(in_channels, out_channels, 1, stride, device),
+            bn: with_bn.then(|| batch_norm(out_channels, device)),
+        }
+    }
+
+    /// Applies the shortcut.
+    pub fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        match &self.bn {
+            Some(bn) => tap.batch_norm(bn, x),
+            None => x,
+        }
+    }
+}
+
+/// Per-channel normalization `(x - mean) / std` applied inside the model, as RobustBench models
+/// do, so that every model takes images in `[0, 1]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// Per-channel mean.
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation.
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// The CIFAR-10 statistics used by most robust CIFAR-10 models.
+    pub fn cifar10() -> Self {
+        Self {
+            mean: vec![0.4914, 0.4822, 0.4465],
+            std: vec![0.2471, 0.2435, 0.2616],
+        }
+    }
+
+    /// Applies the normalization to `[B, C, H, W]`.
+    pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let channels = self.mean.len();
+        let device = x.device();
+        let column = |v: &[f32]| -> Tensor<4> {
+            Tensor::from_data(TensorData::new(v.to_vec(), [1, channels, 1, 1]), &device)
+        };
+        (x - column(&self.mean)) / column(&self.std)
+    }
+}
+
+/// Applies an optional normalization.
+pub fn normalize(normalization: &Option<Normalization>, x: Tensor<4>) -> Tensor<4> {
+    match normalization {
+        Some(n) => n.apply(x),
+        None => x,
+    }
+}
+
+/// Number of trainable parameters, as PyTorch's `sum(p.numel() for p in model.parameters())`.
+/// Burn's `num_params` also counts BatchNorm running statistics, which PyTorch keeps as buffers.
+pub fn trainable_params<M: Module>(module: &M) -> usize {
+    let mut counter = TrainableCounter::default();
+    module.visit(&mut counter);
+    counter.count
+}
+
+#[derive(Default)]
+struct TrainableCounter {
+    path: Vec<String>,
+    count: usize,
+}
+
+impl burn::module::ModuleVisitor for TrainableCounter {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let buffer = self
+            .path
+            .last()
+            .is_some_and(|name| name.starts_with("running_"));
+        if !buffer {
+            self.count += param.lazy_shape().num_elements();
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Pre-activation ResNet (He et al. 2016b) as in the FERD code: BN-ReLU before each convolution,
+//! a final BatchNorm before the head (`bn`), a shortcut convolution without BatchNorm applied to
+//! the pre-activated input. PreActResNet-18 is `[2, 2, 2, 2]`, -34 `[3, 4, 6, 3]`.
+//!
+//! Split point: the output of the last stage; the head is BN, ReLU, pooling, linear.
+//! PyTorch names: `conv1`, `layer1..4` (blocks: `bn1`, `conv1`, `bn2`, `conv2`, `shortcut.0`),
+//! `bn`, `linear`.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear, LinearConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+use crate::classifier::{Classifier, Tap};
+use crate::layers::{Normalization, Shortcut, batch_norm, conv, global_avg_pool, normalize};
+use crate::resnet::stage_plan;
+
+/// Configuration of a [`PreActResNet`].
+#[derive(Config, Debug)]
+pub struct PreActResNetConfig {
+    /// Blocks per stage (1 to 4 stages).
+    pub blocks: Vec<usize>,
+    /// Channels of the stem and first stage (64).
+    #[config(default = 64)]
+    pub base_width: usize,
+    /// Image channels.
+    #[config(default = 3)]
+    pub in_channels: usize,
+    /// Number of classes.
+    #[config(default = 10)]
+    pub num_classes: usize,
+    /// Normalization applied to the `[0, 1]` input.
+    #[config(default = "None")]
+    pub normalization: Option<Normalization>,
+}
+
+/// The pre-activation residual block.
+#[derive(Module, Debug)]
+pub struct PreActBlock {
+    bn1: BatchNorm,
+    conv1: Conv2d,
+    bn2: BatchNorm,
+    conv2: Conv2d,
+    shortcut: Option<Shortcut>,
+}
+
+impl PreActBlock {
+    fn new(in_channels: usize, out_channels: usize, stride: usize, device: &Device) -> Self {
+        let projects = stride != 1 || in_channels != out_channels;
+        Self {
+            bn1: batch_norm(in_channels, device),
+            conv1: conv(in_channels, out_channels, 3, stride, device),
+            bn2: batch_norm(out_channels, device),
+            conv2: conv(out_channels, out_channels, 3, 1, device),
+            shortcut: projects
+                .then(|| Shortcut::new(in_channels, out_channels, stride, false, device)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
+        let pre = relu(tap.batch_norm(&self.bn1, x.clone()));
+        let skip = match &self.shortcut {
+            Some(shortcut) => shortcut.forward(pre.clone(), tap),
+            None => x,
+        };
+        let out = self.conv1.forward(pre);
+        let out = self.conv2.forward(relu(tap.batch_norm(&self.bn2, out)));
+        out + skip
+    }
+}
+
+/// A pre-activation ResNet.
+#[derive(Module, Debug)]
+pub struct PreActResNet {
+    conv1: Conv2d,
+    layer1: Vec<PreActBlock>,
+    layer2: Vec<PreActBlock>,
+    layer3: Vec<PreActBlock>,
+    layer4: Vec<PreActBlock>,
+    bn: BatchNorm,
+    linear: Linear,
+    #[module(skip)]
+    normalization: Option<Normalization>,
+}
+
+impl PreActResNetConfig {
+    /// PreActResNet-18.
+    pub fn preact_resnet18(num_classes: usize) -> Self {
+        Self::new(vec![2, 2, 2, 2]).with_num_classes(num_classes)
+    }
+
+    /// PreActResNet-34.
+    pub fn preact_resnet34(num_classes: usize) -> Self {
+        Self::new(vec![3, 4, 6, 3]).with_num_classes(num_classes)
+    }
+
+    /// Builds the model on `device`.
+    ///
+    /// # Panics
+    /// When `blocks` has no stage or more than four.
+    pub fn init(&self, device: &Device) -> PreActResNet {
+        assert!(
+            (1..=4).contains(&self.blocks.len()),
+            "PreActResNet needs 1 to 4 stages, got {:?}",
+            self.blocks
+        );
+        let mut stages = stage_plan(&self.blocks, self.base_width)
+            .into_iter()
+            .map(|stage| {
+                stage
+                    .into_iter()
+                    .map(|(i, o, s)| PreActBlock::new(i, o, s, device))
+                    .collect::<Vec<_>>()
+            });
+        let last = self.base_width << (self.blocks.len() - 1);
+        PreActResNet {
+            conv1: conv(self.in_channels, self.base_width, 3, 1, device),
+            layer1: stages.next().unwrap_or_default(),
+            layer2: stages.next().unwrap_or_default(),
+            layer3: stages.next().unwrap_or_default(),
+            layer4: stages.next().unwrap_or_default(),
+            bn: batch_norm(last, device),
+            linear: LinearConfig::new(last, self.num_classes).init(device),
+            normalization: self.normalization.clone(),
+        }
+    }
+}
+
+impl Classifier for PreActResNet {
+    fn features_tapped(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
+        let mut out = self.conv1.forward(normalize(&self.normalization, x));
+        for block in self
+            .layer1
+            .iter()
+            .chain(&self.layer2)
+            .chain(&self.layer3)
+            .chain(&self.layer4)
+        {
+            out = block.forward(out, tap);
+        }
+        out
+    }
+
+    fn head_tapped(&self, z: Tensor<4>, tap: &mut Tap) -> Tensor<2> {
+        self.linear
+            .forward(global_avg_pool(relu(tap.batch_norm(&self.bn, z))))
+    }
+
+    fn num_classes(&self) -> usize {
+        self.linear.weight.dims()[1]
+    }
+}
