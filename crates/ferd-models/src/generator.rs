@@ -137,3 +137,59 @@ impl Generator {
         sigmoid(self.conv3.forward(x))
     }
 }
+
+impl crate::weights::PyTorchLayout for Generator {
+    /// The PyTorch `Sequential` indices of `l1` and `conv_blocks` name the layers here.
+    fn pytorch_renames(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            (r"^l1\.0\.", "l1."),
+            (r"^conv_blocks\.0\.", "bn0."),
+            (r"^conv_blocks\.2\.", "conv1."),
+            (r"^conv_blocks\.3\.", "bn1."),
+            (r"^conv_blocks\.6\.", "conv2."),
+            (r"^conv_blocks\.7\.", "bn2."),
+            (r"^conv_blocks\.9\.", "conv3."),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferd_core::device::test_device;
+
+    fn mean_std(t: Tensor<1>) -> (f32, f32) {
+        let v = t.try_to_vec_as::<f32>().unwrap();
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32;
+        (mean, var.sqrt())
+    }
+
+    #[test]
+    fn dcgan_initialization() {
+        let g = GeneratorConfig::new().init(&test_device());
+        for (name, weights) in [
+            ("l1", g.l1.weight.val().flatten::<1>(0, 1)),
+            ("conv1", g.conv1.weight.val().flatten::<1>(0, 3)),
+            ("conv3", g.conv3.weight.val().flatten::<1>(0, 3)),
+        ] {
+            let (mean, std) = mean_std(weights);
+            assert!(
+                mean.abs() < 2e-3 && (std - 0.02).abs() < 2e-3,
+                "{name}: mean {mean}, std {std}"
+            );
+        }
+        let (mean, std) = mean_std(g.bn1.gamma.val());
+        assert!(
+            (mean - 1.0).abs() < 1e-2 && (std - 0.02).abs() < 6e-3,
+            "bn gamma: {mean}, {std}"
+        );
+        for zeros in [
+            g.l1.bias.as_ref().unwrap().val(),
+            g.conv3.bias.as_ref().unwrap().val(),
+            g.bn0.beta.val(),
+        ] {
+            assert_eq!(zeros.abs().max().into_scalar::<f32>(), 0.0);
+        }
+    }
+}

@@ -8,13 +8,19 @@
 //! inside the model.
 
 pub mod classifier;
+pub mod error;
 pub mod generator;
 pub mod layers;
 pub mod mobilenet_v2;
 pub mod preact_resnet;
 pub mod resnet;
 pub mod small_cnn;
+pub mod weights;
 pub mod wide_resnet;
+pub mod zoo;
 
 pub use classifier::{BnStats, Classifier, Tap};
+pub use error::ModelError;
 pub use layers::Normalization;
+pub use weights::{PyTorchLayout, load_pytorch, load_weights, save_weights};
+pub use zoo::{AnyClassifier, Architecture};

@@ -163,3 +163,13 @@ impl Classifier for MobileNetV2 {
         self.linear.weight.dims()[1]
     }
 }
+
+impl crate::weights::PyTorchLayout for MobileNetV2 {
+    /// `shortcut.0`/`shortcut.1` (a PyTorch `Sequential`) are `shortcut.conv`/`shortcut.bn`.
+    fn pytorch_renames(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            (r"\.shortcut\.0\.", ".shortcut.conv."),
+            (r"\.shortcut\.1\.", ".shortcut.bn."),
+        ]
+    }
+}

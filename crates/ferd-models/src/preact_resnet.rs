@@ -152,3 +152,10 @@ impl Classifier for PreActResNet {
         self.linear.weight.dims()[1]
     }
 }
+
+impl crate::weights::PyTorchLayout for PreActResNet {
+    /// `shortcut.0` (a PyTorch `Sequential`) is `shortcut.conv`.
+    fn pytorch_renames(&self) -> &'static [(&'static str, &'static str)] {
+        &[(r"\.shortcut\.0\.", ".shortcut.conv.")]
+    }
+}

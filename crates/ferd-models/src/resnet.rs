@@ -174,3 +174,13 @@ impl Classifier for ResNet {
         self.linear.weight.dims()[1]
     }
 }
+
+impl crate::weights::PyTorchLayout for ResNet {
+    /// `shortcut.0`/`shortcut.1` (a PyTorch `Sequential`) are `shortcut.conv`/`shortcut.bn`.
+    fn pytorch_renames(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            (r"\.shortcut\.0\.", ".shortcut.conv."),
+            (r"\.shortcut\.1\.", ".shortcut.bn."),
+        ]
+    }
+}

@@ -114,6 +114,13 @@ impl Classifier for SmallCnn {
     }
 }
 
+impl crate::weights::PyTorchLayout for SmallCnn {
+    /// A ferd architecture: its PyTorch twin uses the same names.
+    fn pytorch_renames(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

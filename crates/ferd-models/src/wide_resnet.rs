@@ -158,3 +158,10 @@ impl Classifier for WideResNet {
         self.fc.weight.dims()[1]
     }
 }
+
+impl crate::weights::PyTorchLayout for WideResNet {
+    /// `convShortcut` is `conv_shortcut`.
+    fn pytorch_renames(&self) -> &'static [(&'static str, &'static str)] {
+        &[(r"\.convShortcut\.", ".conv_shortcut.")]
+    }
+}

@@ -1,6 +1,7 @@
 //! Architecture checks: parameter counts against PyTorch's, split forwards, BatchNorm statistics
 //! and the generator's initialization.
 
+use burn::module::Module;
 use burn::tensor::{Distribution, Tensor};
 use ferd_core::device::test_device;
 use ferd_models::Classifier;
@@ -133,4 +134,24 @@ fn generator_shapes_range_and_initialization() {
     let expected =
         100 * 8192 + 8192 + 256 + 128 * 128 * 9 + 256 + 128 * 64 * 9 + 128 + 64 * 3 * 9 + 3;
     assert_eq!(trainable_params(&generator), expected);
+}
+
+#[test]
+fn in_model_normalization_equals_normalizing_the_input() {
+    let device = test_device();
+    let norm = ferd_models::Normalization::cifar10();
+    let plain = ResNetConfig::new(vec![1, 1])
+        .with_base_width(4)
+        .init(&device);
+    let with_norm = ResNetConfig::new(vec![1, 1])
+        .with_base_width(4)
+        .with_normalization(Some(norm.clone()))
+        .init(&device)
+        .load_record(burn::module::Module::into_record(plain.clone()));
+    let x = images(2, 3, 16);
+    let a = with_norm.forward(x.clone()).try_to_vec_as::<f32>().unwrap();
+    let b = plain.forward(norm.apply(x)).try_to_vec_as::<f32>().unwrap();
+    for (u, v) in a.iter().zip(&b) {
+        assert!((u - v).abs() <= 1e-5 * v.abs().max(1.0), "{u} vs {v}");
+    }
 }

@@ -1,0 +1,186 @@
+//! Weights in and out: PyTorch checkpoints (`.pt`/`.pth`) and SafeTensors files written by
+//! PyTorch, and Burn's own burnpack format (`.bpk`) and SafeTensors for ferd's models.
+//!
+//! PyTorch state dicts load one to one: each architecture lists how its PyTorch names differ
+//! from its Burn field names ([`PyTorchLayout`]); Burn's store applies the usual adapter (linear
+//! weights transposed, BatchNorm `weight`/`bias` to `gamma`/`beta`). Checkpoints wrapped as
+//! `{"state_dict": ...}` or `{"model_state_dict": ...}`, and DataParallel's `module.` prefixes,
+//! are unwrapped. A checkpoint that does not fit — a missing parameter, an unexpected tensor, a
+//! wrong shape — is an error naming every offending key; PyTorch's `num_batches_tracked`
+//! counters are the only keys ignored.
+
+use std::path::Path;
+
+use burn::store::{ApplyResult, BurnpackStore, ModuleSnapshot, PytorchStore, SafetensorsStore};
+
+use crate::error::ModelError;
+
+/// How a model's PyTorch state-dict names map to its Burn names: `(regex, replacement)` pairs
+/// applied in order to every key.
+pub trait PyTorchLayout {
+    /// The key renamings, e.g. `(r"\.shortcut\.0\.", ".shortcut.conv.")`.
+    fn pytorch_renames(&self) -> &'static [(&'static str, &'static str)];
+}
+
+/// Renames shared by every layout: wrappers of training checkpoints and DataParallel.
+const UNWRAP: [(&str, &str); 3] = [
+    (r"^(model_state_dict|state_dict|model)\.", ""),
+    (r"^module\.", ""),
+    (r"^_orig_mod\.", ""),
+];
+
+/// Which file format a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// A PyTorch pickle (`.pt`, `.pth`).
+    PyTorch,
+    /// SafeTensors (`.safetensors`).
+    SafeTensors,
+    /// Burn's burnpack (`.bpk`).
+    Burnpack,
+}
+
+impl WeightFormat {
+    /// The format of `path`, from its extension.
+    pub fn of(path: &Path) -> Result<Self, ModelError> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("pt" | "pth") => Ok(Self::PyTorch),
+            Some("safetensors") => Ok(Self::SafeTensors),
+            Some("bpk") => Ok(Self::Burnpack),
+            _ => Err(ModelError::UnknownFormat {
+                path: path.to_path_buf(),
+            }),
+        }
+    }
+}
+
+fn read_error(path: &Path, err: impl std::fmt::Display) -> ModelError {
+    ModelError::Read {
+        path: path.to_path_buf(),
+        reason: err.to_string(),
+    }
+}
+
+/// Turns Burn's apply report into an error naming every problem, or `Ok` when everything fit.
+fn check(path: &Path, result: ApplyResult) -> Result<(), ModelError> {
+    let mut problems: Vec<String> = result.errors.iter().map(ToString::to_string).collect();
+    problems.extend(
+        result
+            .missing
+            .iter()
+            .map(|(key, _)| format!("missing in the file: {key}")),
+    );
+    problems.extend(
+        result
+            .unused
+            .iter()
+            .filter(|key| !key.ends_with("num_batches_tracked"))
+            .map(|key| format!("unexpected in the file: {key}")),
+    );
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ModelError::Mismatch {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+}
+
+/// Loads a PyTorch state dict (`.pt`/`.pth` or `.safetensors`) into a ferd model.
+pub fn load_pytorch<M: ModuleSnapshot + PyTorchLayout>(
+    model: &mut M,
+    path: &Path,
+) -> Result<(), ModelError> {
+    let renames: Vec<(&str, &str)> = UNWRAP
+        .iter()
+        .chain(model.pytorch_renames())
+        .copied()
+        .collect();
+    let result = match WeightFormat::of(path)? {
+        WeightFormat::PyTorch => {
+            let mut store = PytorchStore::from_file(path)
+                .allow_partial(true)
+                .validate(false)
+                .skip_enum_variants(true)
+                .map_indices_contiguous(false);
+            for &(from, to) in &renames {
+                store = store.with_key_remapping(from, to);
+            }
+            model
+                .load_from(&mut store)
+                .map_err(|e| read_error(path, e))?
+        }
+        WeightFormat::SafeTensors => {
+            let mut store = SafetensorsStore::from_file(path)
+                .with_from_adapter(burn::store::PyTorchToBurnAdapter)
+                .allow_partial(true)
+                .validate(false)
+                .skip_enum_variants(true)
+                .map_indices_contiguous(false);
+            for &(from, to) in &renames {
+                store = store.with_key_remapping(from, to);
+            }
+            model
+                .load_from(&mut store)
+                .map_err(|e| read_error(path, e))?
+        }
+        WeightFormat::Burnpack => {
+            return Err(read_error(
+                path,
+                "a burnpack file holds Burn names: use load_weights",
+            ));
+        }
+    };
+    check(path, result)
+}
+
+/// Saves a model in Burn's names, as burnpack (`.bpk`) or SafeTensors (`.safetensors`). Save
+/// `model.valid()`: a training module may not hold the last BatchNorm update.
+pub fn save_weights<M: ModuleSnapshot>(model: &M, path: &Path) -> Result<(), ModelError> {
+    let write_error = |e: String| ModelError::Write {
+        path: path.to_path_buf(),
+        reason: e,
+    };
+    match WeightFormat::of(path)? {
+        WeightFormat::Burnpack => model
+            .save_into(&mut BurnpackStore::from_file(path).overwrite(true))
+            .map_err(|e| write_error(e.to_string())),
+        WeightFormat::SafeTensors => model
+            .save_into(&mut SafetensorsStore::from_file(path).overwrite(true))
+            .map_err(|e| write_error(e.to_string())),
+        WeightFormat::PyTorch => Err(write_error(
+            "writing PyTorch pickles is not supported; use .safetensors".into(),
+        )),
+    }
+}
+
+/// Loads weights saved by [`save_weights`] (Burn's names).
+pub fn load_weights<M: ModuleSnapshot>(model: &mut M, path: &Path) -> Result<(), ModelError> {
+    if !path.is_file() {
+        return Err(read_error(path, "no such file"));
+    }
+    let result = match WeightFormat::of(path)? {
+        WeightFormat::Burnpack => model
+            .load_from(
+                &mut BurnpackStore::from_file(path)
+                    .allow_partial(true)
+                    .validate(false),
+            )
+            .map_err(|e| read_error(path, e))?,
+        WeightFormat::SafeTensors => model
+            .load_from(
+                &mut SafetensorsStore::from_file(path)
+                    .allow_partial(true)
+                    .validate(false),
+            )
+            .map_err(|e| read_error(path, e))?,
+        WeightFormat::PyTorch => return Err(read_error(path, "a PyTorch file: use load_pytorch")),
+    };
+    check(path, result)
+}

@@ -1,0 +1,264 @@
+//! Models by name, for command lines and configuration files: `resnet18`, `resnet34`,
+//! `preact-resnet18`, `preact-resnet34`, `wrn-D-K` (e.g. `wrn-34-10`), `mobilenet-v2`,
+//! `small-cnn[-W]`, `small-resnet[-W]` (width `W`, default 32 and 16).
+
+use std::str::FromStr;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+use crate::classifier::{Classifier, Tap};
+use crate::error::ModelError;
+use crate::mobilenet_v2::{MobileNetV2, MobileNetV2Config};
+use crate::preact_resnet::{PreActResNet, PreActResNetConfig};
+use crate::resnet::{ResNet, ResNetConfig};
+use crate::small_cnn::{SmallCnn, SmallCnnConfig};
+use crate::weights::PyTorchLayout;
+use crate::wide_resnet::{WideResNet, WideResNetConfig};
+
+/// The names [`Architecture::from_str`] accepts, for error messages and help texts.
+pub const KNOWN: &str = "resnet18, resnet34, preact-resnet18, preact-resnet34, wrn-D-K (e.g. wrn-34-10), mobilenet-v2, small-cnn[-W], small-resnet[-W]";
+
+/// A named architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// CIFAR ResNet-18.
+    ResNet18,
+    /// CIFAR ResNet-34.
+    ResNet34,
+    /// PreAct ResNet-18.
+    PreActResNet18,
+    /// PreAct ResNet-34.
+    PreActResNet34,
+    /// WideResNet of the given depth and widen factor.
+    WideResNet {
+        /// Depth `6n + 4`.
+        depth: usize,
+        /// Widen factor.
+        widen: usize,
+    },
+    /// CIFAR MobileNet-V2.
+    MobileNetV2,
+    /// The small 28x28 CNN of the given width.
+    SmallCnn {
+        /// First-stage channels.
+        width: usize,
+    },
+    /// The small 28x28 ResNet of the given width.
+    SmallResNet {
+        /// First-stage channels.
+        width: usize,
+    },
+}
+
+impl FromStr for Architecture {
+    type Err = ModelError;
+
+    fn from_str(name: &str) -> Result<Self, ModelError> {
+        let lower = name.trim().to_ascii_lowercase().replace('_', "-");
+        let unknown = || ModelError::UnknownArchitecture {
+            name: name.to_string(),
+            known: KNOWN,
+        };
+        let width = |rest: &str, default: usize| match rest {
+            "" => Ok(default),
+            _ => rest
+                .strip_prefix('-')
+                .and_then(|w| w.parse().ok())
+                .filter(|&w| w > 0)
+                .ok_or_else(unknown),
+        };
+        match lower.as_str() {
+            "resnet18" | "resnet-18" => Ok(Self::ResNet18),
+            "resnet34" | "resnet-34" => Ok(Self::ResNet34),
+            "preact-resnet18" | "preactresnet18" => Ok(Self::PreActResNet18),
+            "preact-resnet34" | "preactresnet34" => Ok(Self::PreActResNet34),
+            "mobilenet-v2" | "mobilenetv2" => Ok(Self::MobileNetV2),
+            _ => {
+                if let Some(rest) = lower.strip_prefix("small-cnn") {
+                    return Ok(Self::SmallCnn {
+                        width: width(rest, 32)?,
+                    });
+                }
+                if let Some(rest) = lower.strip_prefix("small-resnet") {
+                    return Ok(Self::SmallResNet {
+                        width: width(rest, 16)?,
+                    });
+                }
+                let wrn = lower
+                    .strip_prefix("wrn-")
+                    .and_then(|rest| rest.split_once('-'));
+                let (depth, widen) = wrn.ok_or_else(unknown)?;
+                let (depth, widen) = (
+                    depth.parse().map_err(|_| unknown())?,
+                    widen.parse().map_err(|_| unknown())?,
+                );
+                if depth < 10 || (depth - 4) % 6 != 0 || widen == 0 {
+                    return Err(unknown());
+                }
+                Ok(Self::WideResNet { depth, widen })
+            }
+        }
+    }
+}
+
+impl Architecture {
+    /// Builds the model for images of `in_channels` channels and `num_classes` classes.
+    pub fn build(&self, in_channels: usize, num_classes: usize, device: &Device) -> AnyClassifier {
+        match *self {
+            Self::ResNet18 => AnyClassifier::ResNet(
+                ResNetConfig::resnet18(num_classes)
+                    .with_in_channels(in_channels)
+                    .init(device),
+            ),
+            Self::ResNet34 => AnyClassifier::ResNet(
+                ResNetConfig::resnet34(num_classes)
+                    .with_in_channels(in_channels)
+                    .init(device),
+            ),
+            Self::PreActResNet18 => AnyClassifier::PreActResNet(
+                PreActResNetConfig::preact_resnet18(num_classes)
+                    .with_in_channels(in_channels)
+                    .init(device),
+            ),
+            Self::PreActResNet34 => AnyClassifier::PreActResNet(
+                PreActResNetConfig::preact_resnet34(num_classes)
+                    .with_in_channels(in_channels)
+                    .init(device),
+            ),
+            Self::WideResNet { depth, widen } => AnyClassifier::WideResNet(
+                WideResNetConfig::new(depth, widen)
+                    .with_in_channels(in_channels)
+                    .with_num_classes(num_classes)
+                    .init(device),
+            ),
+            Self::MobileNetV2 => AnyClassifier::MobileNetV2(
+                MobileNetV2Config::new()
+                    .with_in_channels(in_channels)
+                    .with_num_classes(num_classes)
+                    .init(device),
+            ),
+            Self::SmallCnn { width } => AnyClassifier::SmallCnn(
+                SmallCnnConfig::new()
+                    .with_width(width)
+                    .with_in_channels(in_channels)
+                    .with_num_classes(num_classes)
+                    .init(device),
+            ),
+            Self::SmallResNet { width } => AnyClassifier::ResNet(
+                ResNetConfig::small(width, num_classes)
+                    .with_in_channels(in_channels)
+                    .init(device),
+            ),
+        }
+    }
+}
+
+/// Any of ferd's classifiers, chosen at run time. (Variants differ in size; a model is built
+/// once and moved rarely, so they are not boxed.)
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum AnyClassifier {
+    /// A CIFAR or small ResNet.
+    ResNet(ResNet),
+    /// A PreAct ResNet.
+    PreActResNet(PreActResNet),
+    /// A WideResNet.
+    WideResNet(WideResNet),
+    /// A MobileNet-V2.
+    MobileNetV2(MobileNetV2),
+    /// A small CNN.
+    SmallCnn(SmallCnn),
+}
+
+/// Runs `$body` with `$m` bound to the inner model, whatever the variant.
+macro_rules! each_variant {
+    ($value:expr, $m:ident => $body:expr) => {
+        match $value {
+            AnyClassifier::ResNet($m) => $body,
+            AnyClassifier::PreActResNet($m) => $body,
+            AnyClassifier::WideResNet($m) => $body,
+            AnyClassifier::MobileNetV2($m) => $body,
+            AnyClassifier::SmallCnn($m) => $body,
+        }
+    };
+}
+
+impl Classifier for AnyClassifier {
+    fn features_tapped(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
+        each_variant!(self, m => m.features_tapped(x, tap))
+    }
+
+    fn head_tapped(&self, z: Tensor<4>, tap: &mut Tap) -> Tensor<2> {
+        each_variant!(self, m => m.head_tapped(z, tap))
+    }
+
+    fn num_classes(&self) -> usize {
+        each_variant!(self, m => m.num_classes())
+    }
+}
+
+impl PyTorchLayout for AnyClassifier {
+    fn pytorch_renames(&self) -> &'static [(&'static str, &'static str)] {
+        each_variant!(self, m => m.pytorch_renames())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names() {
+        assert_eq!(
+            "ResNet18".parse::<Architecture>().unwrap(),
+            Architecture::ResNet18
+        );
+        assert_eq!(
+            "wrn-34-10".parse::<Architecture>().unwrap(),
+            Architecture::WideResNet {
+                depth: 34,
+                widen: 10
+            }
+        );
+        assert_eq!(
+            "small-cnn".parse::<Architecture>().unwrap(),
+            Architecture::SmallCnn { width: 32 }
+        );
+        assert_eq!(
+            "small_resnet-8".parse::<Architecture>().unwrap(),
+            Architecture::SmallResNet { width: 8 }
+        );
+        assert_eq!(
+            "mobilenet-v2".parse::<Architecture>().unwrap(),
+            Architecture::MobileNetV2
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_errors_listing_the_known_ones() {
+        for bad in [
+            "resnet50",
+            "wrn-33-10",
+            "wrn-34",
+            "small-cnn-0",
+            "small-cnnx",
+            "",
+        ] {
+            let err = bad.parse::<Architecture>().unwrap_err();
+            assert!(err.to_string().contains("wrn-D-K"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn built_models_classify() {
+        let device = ferd_core::device::test_device();
+        let model = "small-resnet-4"
+            .parse::<Architecture>()
+            .unwrap()
+            .build(1, 7, &device);
+        let logits = model.forward(Tensor::zeros([2, 1, 28, 28], &device));
+        assert_eq!(logits.dims(), [2, 7]);
+        assert_eq!(model.pytorch_renames().len(), 2);
+    }
+}
