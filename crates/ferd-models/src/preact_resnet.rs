@@ -1,12 +1,11 @@
 //! Pre-activation ResNet (He et al. 2016b) as in the FERD code: BN-ReLU before each convolution,
 //! a final BatchNorm before the head (`bn`), a shortcut convolution without BatchNorm applied to
-//! the pre-activated input. PreActResNet-18 is `[2, 2, 2, 2]`, -34 `[3, 4, 6, 3]`.
+//! the pre-activated input. Built from [`ResNetConfig`] with [`ResNetConfig::init_preact`].
 //!
 //! Split point: the output of the last stage; the head is BN, ReLU, pooling, linear.
 //! PyTorch names: `conv1`, `layer1..4` (blocks: `bn1`, `conv1`, `bn2`, `conv2`, `shortcut.0`),
 //! `bn`, `linear`.
 
-use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, LinearConfig};
@@ -15,26 +14,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::classifier::{Classifier, Tap};
 use crate::layers::{Normalization, Shortcut, batch_norm, conv, global_avg_pool, normalize};
-use crate::resnet::stage_plan;
-
-/// Configuration of a [`PreActResNet`].
-#[derive(Config, Debug)]
-pub struct PreActResNetConfig {
-    /// Blocks per stage (1 to 4 stages).
-    pub blocks: Vec<usize>,
-    /// Channels of the stem and first stage (64).
-    #[config(default = 64)]
-    pub base_width: usize,
-    /// Image channels.
-    #[config(default = 3)]
-    pub in_channels: usize,
-    /// Number of classes.
-    #[config(default = 10)]
-    pub num_classes: usize,
-    /// Normalization applied to the `[0, 1]` input.
-    #[config(default = "None")]
-    pub normalization: Option<Normalization>,
-}
+use crate::resnet::ResNetConfig;
 
 /// The pre-activation residual block.
 #[derive(Module, Debug)]
@@ -85,44 +65,22 @@ pub struct PreActResNet {
     normalization: Option<Normalization>,
 }
 
-impl PreActResNetConfig {
-    /// PreActResNet-18.
-    pub fn preact_resnet18(num_classes: usize) -> Self {
-        Self::new(vec![2, 2, 2, 2]).with_num_classes(num_classes)
-    }
-
-    /// PreActResNet-34.
-    pub fn preact_resnet34(num_classes: usize) -> Self {
-        Self::new(vec![3, 4, 6, 3]).with_num_classes(num_classes)
-    }
-
-    /// Builds the model on `device`.
+impl ResNetConfig {
+    /// Builds the pre-activation variant of this configuration: PreActResNet-18 is
+    /// `ResNetConfig::resnet18(c).init_preact(&device)`.
     ///
     /// # Panics
     /// When `blocks` has no stage or more than four.
-    pub fn init(&self, device: &Device) -> PreActResNet {
-        assert!(
-            (1..=4).contains(&self.blocks.len()),
-            "PreActResNet needs 1 to 4 stages, got {:?}",
-            self.blocks
-        );
-        let mut stages = stage_plan(&self.blocks, self.base_width)
-            .into_iter()
-            .map(|stage| {
-                stage
-                    .into_iter()
-                    .map(|(i, o, s)| PreActBlock::new(i, o, s, device))
-                    .collect::<Vec<_>>()
-            });
-        let last = self.base_width << (self.blocks.len() - 1);
+    pub fn init_preact(&self, device: &Device) -> PreActResNet {
+        let mut stages = self.stages(device, PreActBlock::new);
         PreActResNet {
             conv1: conv(self.in_channels, self.base_width, 3, 1, device),
-            layer1: stages.next().unwrap_or_default(),
-            layer2: stages.next().unwrap_or_default(),
-            layer3: stages.next().unwrap_or_default(),
-            layer4: stages.next().unwrap_or_default(),
-            bn: batch_norm(last, device),
-            linear: LinearConfig::new(last, self.num_classes).init(device),
+            layer1: stages.remove(0),
+            layer2: stages.remove(0),
+            layer3: stages.remove(0),
+            layer4: stages.remove(0),
+            bn: batch_norm(self.last_width(), device),
+            linear: LinearConfig::new(self.last_width(), self.num_classes).init(device),
             normalization: self.normalization.clone(),
         }
     }

@@ -16,7 +16,8 @@ use burn::tensor::{Device, Tensor};
 use crate::classifier::{Classifier, Tap};
 use crate::layers::{Normalization, Shortcut, batch_norm, conv, global_avg_pool, normalize};
 
-/// Configuration of a [`ResNet`].
+/// Configuration of a [`ResNet`], or of a [`PreActResNet`](crate::preact_resnet::PreActResNet)
+/// with [`ResNetConfig::init_preact`].
 #[derive(Config, Debug)]
 pub struct ResNetConfig {
     /// BasicBlocks per stage (1 to 4 stages); stage `i` has `base_width * 2^i` channels and
@@ -70,21 +71,6 @@ impl BasicBlock {
     }
 }
 
-/// Builds the stages of BasicBlock-style networks: `(in, out, stride)` for every block.
-pub(crate) fn stage_plan(blocks: &[usize], base_width: usize) -> Vec<Vec<(usize, usize, usize)>> {
-    let mut in_channels = base_width;
-    let mut stages = vec![Vec::new(); 4];
-    for (i, &count) in blocks.iter().enumerate() {
-        let out_channels = base_width << i;
-        for b in 0..count {
-            let stride = if b == 0 && i > 0 { 2 } else { 1 };
-            stages[i].push((in_channels, out_channels, stride));
-            in_channels = out_channels;
-        }
-    }
-    stages
-}
-
 /// A CIFAR-style ResNet.
 #[derive(Module, Debug)]
 pub struct ResNet {
@@ -100,12 +86,12 @@ pub struct ResNet {
 }
 
 impl ResNetConfig {
-    /// ResNet-18: `[2, 2, 2, 2]`.
+    /// ResNet-18: `[2, 2, 2, 2]` (also PreActResNet-18 with [`ResNetConfig::init_preact`]).
     pub fn resnet18(num_classes: usize) -> Self {
         Self::new(vec![2, 2, 2, 2]).with_num_classes(num_classes)
     }
 
-    /// ResNet-34: `[3, 4, 6, 3]`.
+    /// ResNet-34: `[3, 4, 6, 3]` (also PreActResNet-34 with [`ResNetConfig::init_preact`]).
     pub fn resnet34(num_classes: usize) -> Self {
         Self::new(vec![3, 4, 6, 3]).with_num_classes(num_classes)
     }
@@ -118,33 +104,53 @@ impl ResNetConfig {
             .with_num_classes(num_classes)
     }
 
-    /// Builds the model on `device`.
+    /// Channels of the last stage.
+    pub(crate) fn last_width(&self) -> usize {
+        self.base_width << (self.blocks.len() - 1)
+    }
+
+    /// The four stages (unused ones empty) of blocks built by `block(in, out, stride, device)`:
+    /// stage `i` has `base_width * 2^i` channels and stride 2 in its first block except stage 0.
     ///
     /// # Panics
     /// When `blocks` has no stage or more than four (a configuration error, not user data).
-    pub fn init(&self, device: &Device) -> ResNet {
+    pub(crate) fn stages<B>(
+        &self,
+        device: &Device,
+        block: impl Fn(usize, usize, usize, &Device) -> B,
+    ) -> Vec<Vec<B>> {
         assert!(
             (1..=4).contains(&self.blocks.len()),
-            "ResNet needs 1 to 4 stages, got {:?}",
+            "a ResNet needs 1 to 4 stages, got {:?}",
             self.blocks
         );
-        let mut stages = stage_plan(&self.blocks, self.base_width)
-            .into_iter()
-            .map(|stage| {
-                stage
-                    .into_iter()
-                    .map(|(i, o, s)| BasicBlock::new(i, o, s, device))
-                    .collect::<Vec<_>>()
-            });
-        let last = self.base_width << (self.blocks.len() - 1);
+        let mut in_channels = self.base_width;
+        let mut stages: Vec<Vec<B>> = (0..4).map(|_| Vec::new()).collect();
+        for (i, &count) in self.blocks.iter().enumerate() {
+            let out_channels = self.base_width << i;
+            for b in 0..count {
+                let stride = if b == 0 && i > 0 { 2 } else { 1 };
+                stages[i].push(block(in_channels, out_channels, stride, device));
+                in_channels = out_channels;
+            }
+        }
+        stages
+    }
+
+    /// Builds the model on `device`.
+    ///
+    /// # Panics
+    /// When `blocks` has no stage or more than four.
+    pub fn init(&self, device: &Device) -> ResNet {
+        let mut stages = self.stages(device, BasicBlock::new);
         ResNet {
             conv1: conv(self.in_channels, self.base_width, 3, 1, device),
             bn1: batch_norm(self.base_width, device),
-            layer1: stages.next().unwrap_or_default(),
-            layer2: stages.next().unwrap_or_default(),
-            layer3: stages.next().unwrap_or_default(),
-            layer4: stages.next().unwrap_or_default(),
-            linear: LinearConfig::new(last, self.num_classes).init(device),
+            layer1: stages.remove(0),
+            layer2: stages.remove(0),
+            layer3: stages.remove(0),
+            layer4: stages.remove(0),
+            linear: LinearConfig::new(self.last_width(), self.num_classes).init(device),
             normalization: self.normalization.clone(),
         }
     }

@@ -102,33 +102,29 @@ pub fn load_pytorch<M: ModuleSnapshot + PyTorchLayout>(
         .chain(model.pytorch_renames())
         .copied()
         .collect();
+    // Both stores have the same builder methods but no common trait: configure them alike here.
+    macro_rules! pytorch_layout {
+        ($store:expr) => {{
+            let mut store = $store
+                .allow_partial(true)
+                .validate(false)
+                .skip_enum_variants(true)
+                .map_indices_contiguous(false);
+            for &(from, to) in &renames {
+                store = store.with_key_remapping(from, to);
+            }
+            model
+                .load_from(&mut store)
+                .map_err(|e| read_error(path, e))?
+        }};
+    }
     let result = match WeightFormat::of(path)? {
-        WeightFormat::PyTorch => {
-            let mut store = PytorchStore::from_file(path)
-                .allow_partial(true)
-                .validate(false)
-                .skip_enum_variants(true)
-                .map_indices_contiguous(false);
-            for &(from, to) in &renames {
-                store = store.with_key_remapping(from, to);
-            }
-            model
-                .load_from(&mut store)
-                .map_err(|e| read_error(path, e))?
-        }
+        WeightFormat::PyTorch => pytorch_layout!(PytorchStore::from_file(path)),
         WeightFormat::SafeTensors => {
-            let mut store = SafetensorsStore::from_file(path)
-                .with_from_adapter(burn::store::PyTorchToBurnAdapter)
-                .allow_partial(true)
-                .validate(false)
-                .skip_enum_variants(true)
-                .map_indices_contiguous(false);
-            for &(from, to) in &renames {
-                store = store.with_key_remapping(from, to);
-            }
-            model
-                .load_from(&mut store)
-                .map_err(|e| read_error(path, e))?
+            pytorch_layout!(
+                SafetensorsStore::from_file(path)
+                    .with_from_adapter(burn::store::PyTorchToBurnAdapter)
+            )
         }
         WeightFormat::Burnpack => {
             return Err(read_error(

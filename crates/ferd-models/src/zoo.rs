@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use crate::classifier::{Classifier, Tap};
 use crate::error::ModelError;
 use crate::mobilenet_v2::{MobileNetV2, MobileNetV2Config};
-use crate::preact_resnet::{PreActResNet, PreActResNetConfig};
+use crate::preact_resnet::PreActResNet;
 use crate::resnet::{ResNet, ResNetConfig};
 use crate::small_cnn::{SmallCnn, SmallCnnConfig};
 use crate::weights::PyTorchLayout;
@@ -117,14 +117,14 @@ impl Architecture {
                     .init(device),
             ),
             Self::PreActResNet18 => AnyClassifier::PreActResNet(
-                PreActResNetConfig::preact_resnet18(num_classes)
+                ResNetConfig::resnet18(num_classes)
                     .with_in_channels(in_channels)
-                    .init(device),
+                    .init_preact(device),
             ),
             Self::PreActResNet34 => AnyClassifier::PreActResNet(
-                PreActResNetConfig::preact_resnet34(num_classes)
+                ResNetConfig::resnet34(num_classes)
                     .with_in_channels(in_channels)
-                    .init(device),
+                    .init_preact(device),
             ),
             Self::WideResNet { depth, widen } => AnyClassifier::WideResNet(
                 WideResNetConfig::new(depth, widen)

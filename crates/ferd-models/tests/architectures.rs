@@ -8,7 +8,6 @@ use ferd_models::Classifier;
 use ferd_models::generator::GeneratorConfig;
 use ferd_models::layers::trainable_params;
 use ferd_models::mobilenet_v2::MobileNetV2Config;
-use ferd_models::preact_resnet::PreActResNetConfig;
 use ferd_models::resnet::ResNetConfig;
 use ferd_models::small_cnn::SmallCnnConfig;
 use ferd_models::wide_resnet::WideResNetConfig;
@@ -27,11 +26,11 @@ fn parameter_counts_equal_pytorch() {
         21_282_122
     );
     assert_eq!(
-        trainable_params(&PreActResNetConfig::preact_resnet18(10).init(&device)),
+        trainable_params(&ResNetConfig::resnet18(10).init_preact(&device)),
         11_172_170
     );
     assert_eq!(
-        trainable_params(&PreActResNetConfig::preact_resnet34(10).init(&device)),
+        trainable_params(&ResNetConfig::resnet34(10).init_preact(&device)),
         21_280_330
     );
     assert_eq!(
@@ -89,9 +88,9 @@ fn split_forwards_and_bn_statistics() {
         .init(&device);
     // stem 1 + 4 blocks x 2 + 3 projection shortcuts.
     check_split(&resnet, images(2, 3, 32), [2, 64, 4, 4], 12);
-    let preact = PreActResNetConfig::new(vec![1, 1, 1, 1])
+    let preact = ResNetConfig::new(vec![1, 1, 1, 1])
         .with_base_width(8)
-        .init(&device);
+        .init_preact(&device);
     // 4 blocks x 2 + the final bn.
     check_split(&preact, images(2, 3, 32), [2, 64, 4, 4], 9);
     let wrn = WideResNetConfig::new(10, 2).init(&device);

@@ -12,7 +12,6 @@ use ferd_core::device::test_device;
 use ferd_models::AnyClassifier;
 use ferd_models::generator::GeneratorConfig;
 use ferd_models::mobilenet_v2::MobileNetV2Config;
-use ferd_models::preact_resnet::PreActResNetConfig;
 use ferd_models::resnet::ResNetConfig;
 use ferd_models::wide_resnet::WideResNetConfig;
 use ferd_models::{
@@ -144,9 +143,9 @@ fn preact_resnet_matches_pytorch() {
     let device = test_device();
     check_classifier(
         "preact_resnet_w8",
-        PreActResNetConfig::new(vec![2, 2, 2, 2])
+        ResNetConfig::new(vec![2, 2, 2, 2])
             .with_base_width(8)
-            .init(&device),
+            .init_preact(&device),
     );
 }
 
