@@ -1,0 +1,333 @@
+//! Class-wise robustness evaluation of a model on a dataset under a list of attacks: clean and
+//! robust accuracy overall and per class, worst class, worst 10% and NSD for every attack, and
+//! for AutoAttack the robust accuracy after each component. Reports serialize to JSON and print
+//! as tables with class names.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use burn::tensor::{Device, Int, Tensor};
+use ferd_core::metrics::{ClassWiseAccuracy, to_indices};
+use ferd_core::progress::Progress;
+use ferd_data::{ImageDataset, Order};
+use serde::{Deserialize, Serialize};
+
+use crate::attack::Attack;
+use crate::ball::linf_distance;
+use crate::checks::{probability_warning, randomness_warning};
+use crate::error::{Result, invalid};
+use crate::model::{Model, logits};
+
+/// Settings of an evaluation.
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    /// Images per attack call.
+    pub batch_size: usize,
+    /// Seed of every attack; batch `i` gets a seed derived from it and `i`.
+    pub seed: u64,
+    /// Show progress on stderr.
+    pub progress: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            seed: 0,
+            progress: true,
+        }
+    }
+}
+
+/// Robust accuracy after one stage of a composite attack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    /// The component's name.
+    pub name: String,
+    /// Robust accuracy over all samples after this component.
+    pub robust_accuracy: f64,
+    /// Per class (`None` for an empty class).
+    pub per_class: Vec<Option<f64>>,
+    /// Wall-clock seconds spent in this component.
+    pub seconds: f64,
+}
+
+/// The result of one attack. A point counts as robust when it is classified correctly both
+/// clean and under the attack (the point-wise worst case, as in AutoAttack).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackReport {
+    /// The attack's name.
+    pub name: String,
+    /// Its radius.
+    pub eps: f32,
+    /// Robust accuracy, class-wise.
+    pub robust: ClassWiseAccuracy,
+    /// For composite attacks, robust accuracy after each component.
+    pub stages: Vec<StageReport>,
+    /// Largest Linf perturbation found in its output (at most `eps`).
+    pub max_perturbation: f32,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Clean and robust accuracy of a model on a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationReport {
+    /// The dataset's name.
+    pub dataset: String,
+    /// Number of images evaluated.
+    pub samples: usize,
+    /// Class names (may be empty).
+    pub class_names: Vec<String>,
+    /// The evaluation's seed.
+    pub seed: u64,
+    /// Clean accuracy, class-wise.
+    pub clean: ClassWiseAccuracy,
+    /// One report per attack, in the order given.
+    pub attacks: Vec<AttackReport>,
+    /// What the checks found suspicious (probabilities instead of logits, randomness).
+    pub warnings: Vec<String>,
+}
+
+fn batch_seed(seed: u64, batch: usize) -> u64 {
+    seed ^ (batch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn predictions(model: &dyn Model, x: Tensor<4>) -> Vec<usize> {
+    let out = logits(model, x);
+    let [batch, _] = out.dims();
+    to_indices(out.argmax(1).reshape([batch]))
+}
+
+fn per_class(flags: &[bool], labels: &[usize], classes: usize) -> Vec<Option<f64>> {
+    let mut hits = vec![0u64; classes];
+    let mut counts = vec![0u64; classes];
+    for (&f, &y) in flags.iter().zip(labels) {
+        counts[y] += 1;
+        hits[y] += u64::from(f);
+    }
+    hits.iter()
+        .zip(&counts)
+        .map(|(&h, &n)| (n > 0).then(|| h as f64 / n as f64))
+        .collect()
+}
+
+/// Evaluates `model` on every image of `dataset` under each of `attacks`, batch by batch on
+/// `device`. Attacks only see `[0, 1]` images; the model should be frozen (see [`Model`]).
+pub fn evaluate(
+    model: &dyn Model,
+    dataset: &ImageDataset,
+    attacks: &[Box<dyn Attack>],
+    device: &Device,
+    config: &EvalConfig,
+) -> Result<EvaluationReport> {
+    if dataset.is_empty() {
+        return Err(invalid("evaluate", "the dataset is empty"));
+    }
+    let classes = dataset.num_classes();
+    let batches = dataset.batch_indices(config.batch_size, Order::Sequential)?;
+    let load = |i: usize| dataset.batch(&batches[i], device);
+    let labels: Vec<usize> = batches
+        .iter()
+        .flatten()
+        .map(|&i| dataset.labels()[i])
+        .collect();
+
+    let first = load(0)?;
+    let mut warnings: Vec<String> = [
+        probability_warning(model, &first.images),
+        randomness_warning(model, &first.images),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+
+    let mut clean_pred = Vec::with_capacity(labels.len());
+    for i in 0..batches.len() {
+        clean_pred.extend(predictions(model, load(i)?.images));
+    }
+    let clean = ClassWiseAccuracy::from_predictions(&clean_pred, &labels, classes)?;
+
+    let mut reports = Vec::with_capacity(attacks.len());
+    for attack in attacks {
+        let report = evaluate_attack(
+            model,
+            attack.as_ref(),
+            &batches,
+            &load,
+            (&clean_pred, &labels, classes),
+            config,
+        )?;
+        if report.max_perturbation > report.eps + 1e-5 {
+            warnings.push(format!(
+                "{} returned a perturbation of {} > eps {}",
+                report.name, report.max_perturbation, report.eps
+            ));
+        }
+        reports.push(report);
+    }
+    Ok(EvaluationReport {
+        dataset: dataset.name().to_string(),
+        samples: labels.len(),
+        class_names: dataset.class_names().to_vec(),
+        seed: config.seed,
+        clean,
+        attacks: reports,
+        warnings,
+    })
+}
+
+type Truth<'a> = (&'a [usize], &'a [usize], usize);
+
+fn evaluate_attack(
+    model: &dyn Model,
+    attack: &dyn Attack,
+    batches: &[Vec<usize>],
+    load: &dyn Fn(usize) -> std::result::Result<ferd_data::Batch, ferd_data::DataError>,
+    (clean_pred, labels, classes): Truth<'_>,
+    config: &EvalConfig,
+) -> Result<AttackReport> {
+    let start = Instant::now();
+    let mut progress = Progress::new(attack.name(), "images", labels.len(), config.progress);
+    let mut robust_pred = Vec::with_capacity(labels.len());
+    let mut stage_flags: Vec<(String, Vec<bool>, f64)> = Vec::new();
+    let mut max_perturbation = 0.0f32;
+    for (i, rows) in batches.iter().enumerate() {
+        let batch = load(i)?;
+        let y: Tensor<1, Int> = batch.labels;
+        let staged =
+            attack.perturb_staged(model, batch.images.clone(), y, batch_seed(config.seed, i))?;
+        let distances = linf_distance(&staged.adv, &batch.images);
+        max_perturbation = distances.into_iter().fold(max_perturbation, f32::max);
+        let offset = robust_pred.len();
+        for (j, p) in predictions(model, staged.adv).into_iter().enumerate() {
+            let k = offset + j;
+            // A point misclassified clean stays misclassified (point-wise worst case).
+            robust_pred.push(if clean_pred[k] == labels[k] {
+                p
+            } else {
+                clean_pred[k]
+            });
+        }
+        for (s, stage) in staged.stages.into_iter().enumerate() {
+            if stage_flags.len() <= s {
+                stage_flags.push((stage.name, Vec::new(), 0.0));
+            }
+            stage_flags[s].1.extend(stage.robust);
+            stage_flags[s].2 += stage.seconds;
+        }
+        let done = robust_pred.len();
+        let correct = (0..done).filter(|&k| robust_pred[k] == labels[k]).count();
+        progress.update(
+            offset + rows.len(),
+            &format!("robust {:.2}%", 100.0 * correct as f64 / done as f64),
+        );
+    }
+    let stages = stage_flags
+        .into_iter()
+        .map(|(name, flags, seconds)| StageReport {
+            name,
+            robust_accuracy: flags.iter().filter(|&&f| f).count() as f64 / flags.len() as f64,
+            per_class: per_class(&flags, labels, classes),
+            seconds,
+        })
+        .collect();
+    Ok(AttackReport {
+        name: attack.name(),
+        eps: attack.eps(),
+        robust: ClassWiseAccuracy::from_predictions(&robust_pred, labels, classes)?,
+        stages,
+        max_perturbation,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("n/a".to_string(), |v| format!("{:.2}", 100.0 * v))
+}
+
+impl EvaluationReport {
+    /// The report as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report serializes")
+    }
+
+    fn class_name(&self, c: usize) -> String {
+        self.class_names
+            .get(c)
+            .cloned()
+            .unwrap_or_else(|| format!("class {c}"))
+    }
+
+    /// Plain-text tables: a summary per attack (accuracies in %), accuracy per class under each
+    /// attack, and the stages of composite attacks.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{}: {} images, seed {}\n\n",
+            self.dataset, self.samples, self.seed
+        );
+        let rows: Vec<(String, &ClassWiseAccuracy)> =
+            std::iter::once(("clean".to_string(), &self.clean))
+                .chain(
+                    self.attacks
+                        .iter()
+                        .map(|a| (format!("{} (eps {})", a.name, a.eps), &a.robust)),
+                )
+                .collect();
+        let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(5).max(6);
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>8}  {:>10}  {:>11}  {:>9}  {:>6}",
+            "attack", "accuracy", "mean-class", "worst-class", "worst-10%", "NSD"
+        );
+        for (name, acc) in &rows {
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:>8}  {:>10}  {:>11}  {:>9}  {:>6}",
+                name,
+                pct(Some(acc.overall)),
+                pct(acc.mean_class),
+                pct(acc.worst_class.map(|(_, a)| a)),
+                pct(acc.worst_10_percent),
+                acc.nsd.map_or("n/a".to_string(), |v| format!("{v:.3}")),
+            );
+        }
+        let classes = self.clean.per_class.len();
+        let names: Vec<String> = (0..classes).map(|c| self.class_name(c)).collect();
+        let cw = names.iter().map(String::len).max().unwrap_or(5).max(5);
+        let _ = write!(out, "\n{:<cw$}", "class");
+        for (name, _) in &rows {
+            let short = name.split(' ').next().unwrap_or(name);
+            let _ = write!(out, "  {short:>12}");
+        }
+        out.push('\n');
+        for (c, name) in names.iter().enumerate() {
+            let _ = write!(out, "{name:<cw$}");
+            for (_, acc) in &rows {
+                let _ = write!(out, "  {:>12}", pct(acc.per_class[c]));
+            }
+            out.push('\n');
+        }
+        for attack in self.attacks.iter().filter(|a| !a.stages.is_empty()) {
+            let _ = writeln!(out, "\n{} after each component:", attack.name);
+            let _ = writeln!(
+                out,
+                "  {:<10}  {:>8}",
+                "clean",
+                pct(Some(self.clean.overall))
+            );
+            for stage in &attack.stages {
+                let _ = writeln!(
+                    out,
+                    "  {:<10}  {:>8}",
+                    stage.name,
+                    pct(Some(stage.robust_accuracy))
+                );
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "\nwarning: {w}");
+        }
+        out
+    }
+}

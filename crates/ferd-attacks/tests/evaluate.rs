@@ -1,0 +1,94 @@
+//! `evaluate` over a dataset: clean and robust figures per class agree with predictions counted
+//! by hand, composite attacks report their stages, and the report round-trips through JSON and
+//! prints with class names.
+
+mod common;
+
+use std::path::Path;
+
+use ferd_attacks::{
+    Apgd, ApgdLoss, Attack, AutoAttack, EvalConfig, EvaluationReport, Frozen, Pgd, Square, evaluate,
+};
+use ferd_core::device::test_device;
+use ferd_data::{DatasetName, Split};
+use ferd_models::small_cnn::SmallCnnConfig;
+use ferd_models::weights::load_pytorch;
+
+#[test]
+fn report_matches_hand_counts_and_round_trips() {
+    let device = test_device();
+    let mut model = SmallCnnConfig::new().with_width(8).init(&device);
+    let weights =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small_cnn_w8.safetensors");
+    load_pytorch(&mut model, &weights).unwrap();
+    let model = Frozen::new(&model);
+    let data = ferd_data::load(DatasetName::FashionMnist, Split::Test, None)
+        .unwrap()
+        .balanced_subset(6);
+    let eps = 0.1;
+    let attacks: Vec<Box<dyn Attack>> = vec![
+        Box::new(Pgd::fgsm(eps)),
+        Box::new(Pgd::new(eps, eps / 4.0, 5)),
+        Box::new(
+            AutoAttack::custom(
+                eps,
+                vec![
+                    Box::new(Apgd::new(eps, ApgdLoss::CrossEntropy).with_steps(10)),
+                    Box::new(Square::new(eps).with_queries(20)),
+                ],
+            )
+            .unwrap(),
+        ),
+    ];
+    let config = EvalConfig {
+        batch_size: 25,
+        seed: 3,
+        progress: false,
+    };
+    let report = evaluate(&model, &data, &attacks, &device, &config).unwrap();
+
+    assert_eq!(report.samples, 60);
+    assert_eq!(report.attacks.len(), 3);
+    // Clean figures by hand.
+    let all: Vec<usize> = (0..data.len()).collect();
+    let batch = data.batch(&all, &device).unwrap();
+    let predictions = common::predict(&model, batch.images.clone());
+    for class in 0..10 {
+        let hits = (0..60)
+            .filter(|&i| data.labels()[i] == class && predictions[i] == class)
+            .count();
+        assert_eq!(
+            report.clean.per_class[class],
+            Some(hits as f64 / 6.0),
+            "class {class}"
+        );
+    }
+    // FGSM by hand, with the seed evaluate gives each batch irrelevant (FGSM is deterministic).
+    let adv = Pgd::fgsm(eps)
+        .perturb(&model, batch.images.clone(), batch.labels.clone(), 0)
+        .unwrap();
+    let under = common::predict(&model, adv);
+    let robust = (0..60)
+        .filter(|&i| predictions[i] == data.labels()[i] && under[i] == data.labels()[i])
+        .count();
+    assert_eq!(report.attacks[0].robust.overall, robust as f64 / 60.0);
+    for attack in &report.attacks {
+        assert!(
+            attack.robust.overall <= report.clean.overall,
+            "{}",
+            attack.name
+        );
+        assert!(attack.max_perturbation <= eps + 1e-6, "{}", attack.name);
+    }
+    let stages = &report.attacks[2].stages;
+    assert_eq!(stages.len(), 2);
+    assert!(stages[1].robust_accuracy <= stages[0].robust_accuracy);
+    assert_eq!(stages[1].robust_accuracy, report.attacks[2].robust.overall);
+
+    let back: EvaluationReport = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(back, report);
+    let table = report.table();
+    for needle in ["Trouser", "fgsm", "pgd-5", "apgd-ce", "worst-class"] {
+        assert!(table.contains(needle), "table lacks {needle}:\n{table}");
+    }
+}
