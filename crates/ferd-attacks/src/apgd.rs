@@ -225,30 +225,38 @@ impl Apgd {
     }
 
     fn schedule(&self) -> Result<Schedule> {
-        check_schedule("apgd", self.steps, self.restarts, self.rho, self.eot_iter)?;
-        Ok(Schedule {
-            eps: self.eps,
-            steps: self.steps,
-            rho: self.rho,
-            eot_iter: self.eot_iter,
-        })
+        schedule(
+            "apgd",
+            self.eps,
+            self.steps,
+            self.restarts,
+            self.rho,
+            self.eot_iter,
+        )
     }
 }
 
-fn check_schedule(
+/// Checks the settings of a run and collects them.
+fn schedule(
     what: &'static str,
+    eps: f32,
     steps: usize,
     restarts: usize,
     rho: f32,
     eot_iter: usize,
-) -> Result<()> {
+) -> Result<Schedule> {
     check_count(what, "steps", steps)?;
     check_count(what, "restarts", restarts)?;
     check_count(what, "eot_iter", eot_iter)?;
     if !(rho > 0.0 && rho <= 1.0) {
         return Err(invalid(what, format!("rho {rho} is outside (0, 1]")));
     }
-    Ok(())
+    Ok(Schedule {
+        eps,
+        steps,
+        rho,
+        eot_iter,
+    })
 }
 
 impl Attack for Apgd {
@@ -362,14 +370,15 @@ impl Attack for ApgdTargeted {
         seed: u64,
     ) -> Result<Tensor<4>> {
         let prepared = prepare("apgd-t", model, x, &labels, self.eps)?;
-        check_schedule("apgd-t", self.steps, self.restarts, self.rho, self.eot_iter)?;
+        let schedule = schedule(
+            "apgd-t",
+            self.eps,
+            self.steps,
+            self.restarts,
+            self.rho,
+            self.eot_iter,
+        )?;
         check_targets("apgd-t", self.target_classes, prepared.classes())?;
-        let schedule = Schedule {
-            eps: self.eps,
-            steps: self.steps,
-            rho: self.rho,
-            eot_iter: self.eot_iter,
-        };
         let mut rng = StdRng::seed_from_u64(seed);
         let mut robust = Robust::new(&prepared.x, prepared.correct(&labels));
         for rank in 2..=self.target_classes + 1 {

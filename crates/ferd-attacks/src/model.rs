@@ -8,6 +8,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Int, Tensor};
+use ferd_core::metrics::to_indices;
 use ferd_models::Classifier;
 
 use crate::error::Result;
@@ -83,15 +84,16 @@ pub(crate) fn logits(model: &dyn Model, x: Tensor<4>) -> Tensor<2> {
     model.logits(x.without_autodiff()).without_autodiff()
 }
 
-/// Per sample, whether the arg-max of `logits` is the label.
+/// Per sample, whether the arg-max of `logits` is the label (compared on the host: Bool
+/// tensors read back differently across backends).
 pub(crate) fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> Vec<bool> {
     let [batch, _] = logits.dims();
-    let predictions = logits.argmax(1).reshape([batch]);
+    let predictions = to_indices(logits.argmax(1).reshape([batch]));
     predictions
-        .equal(labels)
-        .into_data()
-        .try_to_vec::<bool>()
-        .expect("a Bool tensor reads back as bool")
+        .iter()
+        .zip(to_indices(labels))
+        .map(|(&p, y)| p == y)
+        .collect()
 }
 
 /// Per sample, whether the model classifies `x` correctly.

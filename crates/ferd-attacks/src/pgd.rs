@@ -12,11 +12,25 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::attack::{Attack, prepare};
-use crate::ball::{check_count, project, uniform_start};
+use crate::ball::{check_count, gaussian_noise, project, uniform_start};
 use crate::error::{Result, bad_input, invalid};
 use crate::model::{Model, classified, probe};
 use crate::objective::Objective;
 use crate::rows::Robust;
+
+/// Where a run starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Start {
+    /// At the clean image.
+    Clean,
+    /// At `clip01(x + U[-eps, eps])` (Madry et al.).
+    Uniform,
+    /// At `clip01(x + std N(0, I))`, projected onto the ball (TRADES: `std = 0.001`).
+    Gaussian {
+        /// Standard deviation of the noise.
+        std: f32,
+    },
+}
 
 /// PGD with a pluggable objective; FGSM and CW-inf are presets.
 #[derive(Debug, Clone)]
@@ -27,8 +41,8 @@ pub struct Pgd {
     pub alpha: f32,
     /// Gradient steps per run.
     pub steps: usize,
-    /// Start from a uniform random point of the ball instead of the clean image.
-    pub random_start: bool,
+    /// Where each run starts.
+    pub start: Start,
     /// Runs; runs after the first attack only the points still robust.
     pub restarts: usize,
     /// What each step increases.
@@ -42,7 +56,7 @@ impl Pgd {
             eps,
             alpha,
             steps,
-            random_start: true,
+            start: Start::Uniform,
             restarts: 1,
             objective: Objective::CrossEntropy,
         }
@@ -64,9 +78,19 @@ impl Pgd {
         self
     }
 
-    /// Sets whether runs start at a random point of the ball.
+    /// Sets whether runs start at a uniform random point of the ball or at the clean image.
     pub fn with_random_start(mut self, random_start: bool) -> Self {
-        self.random_start = random_start;
+        self.start = if random_start {
+            Start::Uniform
+        } else {
+            Start::Clean
+        };
+        self
+    }
+
+    /// Sets where runs start.
+    pub fn with_start(mut self, start: Start) -> Self {
+        self.start = start;
         self
     }
 
@@ -79,6 +103,14 @@ impl Pgd {
     fn check(&self, batch: usize) -> Result<()> {
         check_count("pgd", "steps", self.steps)?;
         check_count("pgd", "restarts", self.restarts)?;
+        if let Start::Gaussian { std } = self.start
+            && !(std.is_finite() && std >= 0.0)
+        {
+            return Err(invalid(
+                "pgd",
+                format!("start noise std {std} must be >= 0"),
+            ));
+        }
         if !(self.alpha.is_finite() && self.alpha > 0.0) {
             return Err(invalid(
                 "pgd",
@@ -110,10 +142,14 @@ impl Pgd {
         objective: &Objective,
         rng: &mut StdRng,
     ) -> Result<Tensor<4>> {
-        let mut x_adv = if self.random_start {
-            uniform_start(x, self.eps, rng)
-        } else {
-            x.clone()
+        let mut x_adv = match self.start {
+            Start::Clean => x.clone(),
+            Start::Uniform => uniform_start(x, self.eps, rng),
+            Start::Gaussian { std } => project(
+                x.clone() + gaussian_noise(x, rng).mul_scalar(std),
+                x,
+                self.eps,
+            ),
         };
         let loss = |logits: Tensor<2>| objective.per_sample(logits, labels.clone());
         for _ in 0..self.steps {
@@ -126,7 +162,7 @@ impl Pgd {
 
 impl Attack for Pgd {
     fn name(&self) -> String {
-        let fgsm = self.steps == 1 && !self.random_start && self.alpha == self.eps;
+        let fgsm = self.steps == 1 && self.start == Start::Clean && self.alpha == self.eps;
         match &self.objective {
             Objective::CrossEntropy if fgsm => "fgsm".to_string(),
             Objective::CrossEntropy => format!("pgd-{}", self.steps),

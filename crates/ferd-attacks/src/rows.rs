@@ -46,7 +46,10 @@ pub(crate) fn row_mask<const D: usize>(mask: &[bool], like: &Tensor<D>) -> Tenso
     let dims = like.dims();
     let mut shape = [1; D];
     shape[0] = mask.len();
-    Tensor::<1, Bool>::from_data(TensorData::new(mask.to_vec(), [mask.len()]), &like.device())
+    // Built from integers: backends store Bool tensors differently (wgpu uses u32).
+    let flags: Vec<i64> = mask.iter().map(|&m| i64::from(m)).collect();
+    Tensor::<1, Int>::from_data(TensorData::new(flags, [mask.len()]), &like.device())
+        .equal_elem(1)
         .reshape(shape)
         .expand(dims)
 }

@@ -163,3 +163,30 @@ fn bad_input_is_an_error() {
     assert_eq!(attack_by_name("PGD-20", 0.1).unwrap().name(), "pgd-20");
     assert!(AutoAttack::custom(0.1, vec![Box::new(Pgd::fgsm(0.2))]).is_err());
 }
+
+#[test]
+fn checks_flag_probabilities_and_randomness() {
+    use burn::tensor::activation::softmax;
+    use ferd_attacks::checks::{probability_warning, randomness_warning};
+    use std::cell::Cell;
+
+    let device = test_device();
+    let x = images([4, 1, 6, 6], 0.0, 1.0, 5, &device);
+    let logits = linear(
+        uniform(10 * 36, -1.0, 1.0, 2),
+        uniform(10, -0.1, 0.1, 3),
+        &device,
+    );
+    assert!(probability_warning(&logits, &x).is_none());
+    assert!(randomness_warning(&logits, &x).is_none());
+    let probabilities = |x: Tensor<4>| softmax(logits(x), 1);
+    assert!(probability_warning(&probabilities, &x).is_some());
+    // A model whose output drifts from call to call.
+    let calls = Cell::new(0.0f32);
+    let randomized = |x: Tensor<4>| {
+        calls.set(calls.get() + 1.0);
+        let shift = Tensor::<2>::ones([4, 10], &test_device()).mul_scalar(0.1 * calls.get());
+        logits(x) + shift
+    };
+    assert!(randomness_warning(&randomized, &x).is_some());
+}

@@ -1,0 +1,124 @@
+//! Checkpoints of a training run: a folder holding the model, the optimizer state, the
+//! parameter ids the optimizer state is keyed by, and the loop's own state as JSON. A
+//! checkpoint is written to a temporary folder and swapped in with renames, so an interruption
+//! leaves either the previous checkpoint or the new one, never a mix.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::Tensor;
+
+use crate::error::{DistillError, Result, io_error};
+
+/// The ids of a module's float parameters in traversal order. Burn's optimizer keys its state
+/// by these ids; a model rebuilt for `--resume` gets fresh ids, so they are saved and restored.
+pub fn param_ids<M: Module>(module: &M) -> Vec<u64> {
+    struct Ids(Vec<u64>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(param.id.val());
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    module.visit(&mut ids);
+    ids.0
+}
+
+/// `module` with its float parameters given `ids` in traversal order.
+pub fn with_param_ids<M: Module>(module: M, ids: &[u64]) -> Result<M> {
+    struct Assign<'a> {
+        ids: &'a [u64],
+        next: usize,
+    }
+    impl ModuleMapper for Assign<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let id = self.ids.get(self.next).copied();
+            self.next += 1;
+            match id {
+                Some(id) => {
+                    let (_, value, mapper) = param.consume();
+                    Param::from_mapped_value(ParamId::from(id), value, mapper)
+                }
+                None => param,
+            }
+        }
+    }
+    let expected = param_ids(&module).len();
+    if expected != ids.len() {
+        return Err(DistillError::Config(format!(
+            "the model has {expected} parameter tensors, the checkpoint {}",
+            ids.len()
+        )));
+    }
+    Ok(module.map(&mut Assign { ids, next: 0 }))
+}
+
+/// A checkpoint folder.
+#[derive(Debug, Clone)]
+pub struct CheckpointDir {
+    dir: PathBuf,
+}
+
+impl CheckpointDir {
+    /// The checkpoint at `dir` (it may not exist yet).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether a complete checkpoint is there.
+    pub fn exists(&self) -> bool {
+        self.dir.join(STATE).is_file()
+    }
+
+    /// A file of the checkpoint.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Writes a new checkpoint: `write` fills a fresh temporary folder, which then replaces the
+    /// previous checkpoint. The loop state goes last, as `state.json`, which marks the folder
+    /// complete.
+    pub fn write(&self, state_json: &str, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+        let tmp = self.dir.with_extension("tmp");
+        let old = self.dir.with_extension("old");
+        for stale in [&tmp, &old] {
+            if stale.exists() {
+                fs::remove_dir_all(stale).map_err(io_error(stale))?;
+            }
+        }
+        fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
+        write(&tmp)?;
+        let state = tmp.join(STATE);
+        fs::write(&state, state_json).map_err(io_error(&state))?;
+        if self.dir.exists() {
+            fs::rename(&self.dir, &old).map_err(io_error(&self.dir))?;
+        }
+        fs::rename(&tmp, &self.dir).map_err(io_error(&tmp))?;
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(io_error(&old))?;
+        }
+        Ok(())
+    }
+
+    /// The loop state saved with the checkpoint.
+    pub fn read_state(&self) -> Result<String> {
+        let path = self.dir.join(STATE);
+        fs::read_to_string(&path).map_err(io_error(path))
+    }
+
+    /// An error about this checkpoint.
+    pub fn error(&self, detail: impl Into<String>) -> DistillError {
+        DistillError::Checkpoint {
+            path: self.dir.clone(),
+            detail: detail.into(),
+        }
+    }
+}
+
+const STATE: &str = "state.json";

@@ -1,0 +1,53 @@
+//! Errors of `ferd-distill`.
+
+use std::path::PathBuf;
+
+use ferd_attacks::AttackError;
+use ferd_core::CoreError;
+use ferd_data::DataError;
+use ferd_models::error::ModelError;
+use thiserror::Error;
+
+/// What can go wrong while training.
+#[derive(Debug, Error)]
+pub enum DistillError {
+    /// A training setting out of range.
+    #[error("invalid training configuration: {0}")]
+    Config(String),
+    /// A checkpoint that cannot be used (missing files, another configuration).
+    #[error("checkpoint {path}: {detail}")]
+    Checkpoint {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Reading or writing a run's files.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A loss rejected its input.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// The data could not be batched.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Weights could not be saved or loaded.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// An attack failed (bad epsilon, ...).
+    #[error(transparent)]
+    Attack(#[from] AttackError),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, DistillError>;
+
+pub(crate) fn io_error(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DistillError {
+    let path = path.into();
+    move |source| DistillError::Io { path, source }
+}

@@ -1,0 +1,244 @@
+//! Teacher training on small Fashion-MNIST subsets (bundled test set): one epoch of every
+//! method lowers its loss, PGD-AT gives a more robust model than standard training, and a run
+//! resumed from its checkpoint ends with the same weights as an uninterrupted one.
+
+use std::path::PathBuf;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::Tensor;
+use ferd_attacks::{Attack, Frozen, Model, Pgd};
+use ferd_core::device::test_device;
+use ferd_data::{DatasetName, ImageDataset, Split};
+use ferd_distill::{LrSchedule, Method, RunOptions, TeacherConfig, batch_loss, train_teacher};
+use ferd_models::small_cnn::{SmallCnn, SmallCnnConfig};
+use ferd_models::weights::{load_weights, save_weights};
+
+const EPS: f32 = 0.1;
+
+fn data(per_class: usize) -> ImageDataset {
+    ferd_data::load(DatasetName::FashionMnist, Split::Test, None)
+        .unwrap()
+        .balanced_subset(per_class)
+}
+
+fn config(method: Method, epochs: usize) -> TeacherConfig {
+    TeacherConfig {
+        method,
+        epochs,
+        batch_size: 32,
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 5e-4,
+        schedule: LrSchedule::Constant,
+        crop_padding: 2,
+        flip: false,
+        seed: 7,
+        held_out_per_class: 10,
+        eval_eps: EPS,
+        eval_steps: 5,
+    }
+}
+
+fn run_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferd-teacher-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn options(name: &str) -> RunOptions {
+    RunOptions {
+        dir: run_dir(name),
+        resume: false,
+        progress: false,
+        stop_after: None,
+        device: test_device(),
+    }
+}
+
+fn model(width: usize) -> SmallCnn {
+    SmallCnnConfig::new()
+        .with_width(width)
+        .init(&test_device().autodiff())
+}
+
+/// The method's objective on a fixed batch with a fixed seed, the model frozen.
+fn objective(model: &SmallCnn, method: &Method, data: &ImageDataset) -> f32 {
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let batch = data.batch(&rows, &test_device()).unwrap();
+    let (loss, _) = batch_loss(&model.valid(), method, batch.images, batch.labels, 1).unwrap();
+    loss.into_scalar::<f32>()
+}
+
+#[test]
+fn one_epoch_of_each_method_lowers_its_loss() {
+    let data = data(40);
+    let methods = [
+        Method::Standard,
+        Method::PgdAt {
+            eps: EPS,
+            alpha: EPS / 2.0,
+            steps: 3,
+        },
+        Method::Trades {
+            eps: EPS,
+            alpha: EPS / 2.0,
+            steps: 3,
+            beta: 6.0,
+        },
+        Method::FastAt {
+            eps: EPS,
+            alpha: 1.25 * EPS,
+        },
+    ];
+    for (k, method) in methods.into_iter().enumerate() {
+        let initial = model(4);
+        let before = objective(&initial, &method, &data);
+        let trained = train_teacher(
+            initial,
+            &data,
+            &config(method.clone(), 1),
+            &options(&format!("loss{k}")),
+        )
+        .unwrap();
+        let after = objective(&trained.model, &method, &data);
+        assert!(after < before, "{method:?}: loss {before} -> {after}");
+        assert_eq!(trained.history.len(), 1);
+    }
+}
+
+fn pgd_accuracy(model: &SmallCnn, data: &ImageDataset) -> f64 {
+    let frozen = Frozen::new(model);
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let batch = data.batch(&rows, &test_device()).unwrap();
+    let adv = Pgd::new(EPS, EPS / 4.0, 10)
+        .perturb(&frozen, batch.images, batch.labels.clone(), 0)
+        .unwrap();
+    let [n, _] = frozen.logits(adv.clone()).dims();
+    let predicted = frozen.logits(adv).argmax(1).reshape([n]);
+    let labels = batch.labels.try_to_vec_as::<i64>().unwrap();
+    let predicted = predicted.try_to_vec_as::<i64>().unwrap();
+    predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, y)| p == y)
+        .count() as f64
+        / n as f64
+}
+
+#[test]
+fn pgd_at_is_more_robust_than_standard_training() {
+    let train = data(150);
+    let test = ferd_data::load(DatasetName::FashionMnist, Split::Test, None).unwrap();
+    let rows: Vec<usize> = (5000..5500).collect();
+    let test = test.subset(&rows).unwrap();
+    let standard = train_teacher(
+        model(4),
+        &train,
+        &config(Method::Standard, 3),
+        &options("std"),
+    )
+    .unwrap();
+    let adversarial = train_teacher(
+        model(4),
+        &train,
+        &config(
+            Method::PgdAt {
+                eps: EPS,
+                alpha: EPS / 4.0,
+                steps: 5,
+            },
+            3,
+        ),
+        &options("pgdat"),
+    )
+    .unwrap();
+    let (s, a) = (
+        pgd_accuracy(&standard.model, &test),
+        pgd_accuracy(&adversarial.model, &test),
+    );
+    eprintln!("PGD-10 accuracy: standard {s:.3}, PGD-AT {a:.3}");
+    assert!(
+        a > s + 0.1,
+        "PGD-AT {a} is not clearly more robust than standard {s}"
+    );
+}
+
+fn parameters(model: &SmallCnn) -> Vec<f32> {
+    struct Flat(Vec<f32>);
+    impl ModuleVisitor for Flat {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.extend(param.val().try_to_vec_as::<f32>().unwrap());
+        }
+    }
+    let mut flat = Flat(Vec::new());
+    model.valid().visit(&mut flat);
+    flat.0
+}
+
+#[test]
+fn resumed_run_reaches_the_uninterrupted_weights() {
+    if ferd_core::device::test_device_spec() != ferd_core::DeviceSpec::Flex {
+        eprintln!("skipped: bit-exact resumption is promised on the CPU (flex)");
+        return;
+    }
+    let data = data(20);
+    let method = Method::PgdAt {
+        eps: EPS,
+        alpha: EPS / 2.0,
+        steps: 2,
+    };
+    let cfg = TeacherConfig {
+        schedule: LrSchedule::Cosine,
+        ..config(method, 3)
+    };
+    // Independent copies of one initial model: Burn's clones share BatchNorm running statistics
+    // (and lazily initialized parameters would draw different values), so copy through a file.
+    let saved = run_dir("initial").with_extension("bpk");
+    save_weights(&model(4).valid(), &saved).unwrap();
+    let initial = || {
+        let mut m = model(4);
+        load_weights(&mut m, &saved).unwrap();
+        m
+    };
+    let whole = train_teacher(initial(), &data, &cfg, &options("whole")).unwrap();
+
+    let mut sliced = options("sliced");
+    sliced.stop_after = Some(1);
+    let first = train_teacher(initial(), &data, &cfg, &sliced).unwrap();
+    assert_eq!(first.history.len(), 1);
+    sliced.stop_after = None;
+    sliced.resume = true;
+    // A fresh model stands in for the process that restarts: the checkpoint overrides it.
+    let resumed = train_teacher(model(4), &data, &cfg, &sliced).unwrap();
+
+    assert_eq!(resumed.history.len(), 3);
+    let again = train_teacher(initial(), &data, &cfg, &options("again")).unwrap();
+    let (a, b, c) = (
+        parameters(&resumed.model),
+        parameters(&whole.model),
+        parameters(&again.model),
+    );
+    assert!(
+        b == c,
+        "two uninterrupted runs differ: training is not deterministic"
+    );
+    assert!(a == b, "the resumed run ends with other weights");
+    assert_eq!(
+        resumed.history,
+        whole
+            .history
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m.seconds = resumed.history[m.epoch].seconds;
+                m
+            })
+            .collect::<Vec<_>>()
+    );
+    let lines = std::fs::read_to_string(sliced.dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    // Resuming with another configuration is refused.
+    let other = TeacherConfig { lr: 0.01, ..cfg };
+    assert!(train_teacher(model(4), &data, &other, &sliced).is_err());
+}
