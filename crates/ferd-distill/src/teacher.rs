@@ -469,9 +469,16 @@ fn restore<M: Module + ModuleSnapshot>(
     config: &TeacherConfig,
     checkpoint: &CheckpointDir,
 ) -> Result<(M, ModuleOptimizer, LoopState)> {
-    let state: LoopState = serde_json::from_str(&checkpoint.read_state()?)
-        .map_err(|e| checkpoint.error(format!("unreadable state: {e}")))?;
-    if &state.config != config {
+    let raw = checkpoint.read_state()?;
+    let unreadable = |e: serde_json::Error| checkpoint.error(format!("unreadable state: {e}"));
+    let state: LoopState = serde_json::from_str(&raw).map_err(unreadable)?;
+    // Compared as parsed JSON on both sides: serde_json's default float parser may miss the
+    // last bit, so a parsed config need not equal the one it was written from.
+    let stored: serde_json::Value = serde_json::from_str(&raw).map_err(unreadable)?;
+    let current: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string(config).expect("a config serializes"))
+            .map_err(unreadable)?;
+    if stored["config"] != current {
         return Err(checkpoint.error(
             "it was written with another configuration; resume with the same settings or use a new run folder",
         ));

@@ -234,18 +234,13 @@ fn resumed_run_reaches_the_uninterrupted_weights() {
         "two uninterrupted runs differ: training is not deterministic"
     );
     assert!(a == b, "the resumed run ends with other weights");
-    assert_eq!(
-        resumed.history,
-        whole
-            .history
-            .iter()
-            .map(|m| {
-                let mut m = m.clone();
-                m.seconds = resumed.history[m.epoch].seconds;
-                m
-            })
-            .collect::<Vec<_>>()
-    );
+    // Same figures epoch by epoch (times aside; the resumed epochs went through JSON).
+    for (r, w) in resumed.history.iter().zip(&whole.history) {
+        assert_eq!(r.epoch, w.epoch);
+        assert!((r.train_loss - w.train_loss).abs() <= 1e-12 * w.train_loss.abs());
+        assert_eq!(r.clean.confusion, w.clean.confusion);
+        assert_eq!(r.robust.confusion, w.robust.confusion);
+    }
     let lines = std::fs::read_to_string(sliced.dir.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 3);
     // Resuming with another configuration is refused.
