@@ -19,9 +19,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[path = "common/mod.rs"]
+mod common;
+
 use ferd::core::DeviceSpec;
 use ferd::data::{DatasetName, Split, load};
-use ferd::distill::{LrSchedule, Method, RunOptions, TeacherConfig, train_teacher};
+use ferd::distill::{Event, LrSchedule, Method, RunOptions, TeacherConfig, train_teacher};
 use ferd::models::zoo::Architecture;
 
 const USAGE: &str = "usage: train_teacher --preset fmnist-small|cifar10-resnet18-pgdat [--out DIR] \
@@ -173,11 +176,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let options = RunOptions {
         dir: dir.clone(),
         resume: args.resume,
-        progress: true,
         stop_after: None,
         device,
     };
-    let trained = train_teacher(model, &data, &p.config, &options)?;
+    let mut renderer = common::Renderer::new();
+    let trained = train_teacher(model, &data, &p.config, &options, &mut |e: &Event| {
+        renderer.draw(e)
+    })?;
     let best = &trained.history[trained.best_epoch];
     eprintln!(
         "best epoch {}: held-out clean {:.2}%, PGD-{} {:.2}%; weights in {}",
@@ -191,20 +196,5 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    match parse_args() {
-        Ok(args) => match run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("error: {message}\n");
-            }
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
-    }
+    common::main(parse_args, run, USAGE)
 }

@@ -44,13 +44,9 @@ pub(crate) fn symmetric_noise(x: &Tensor<4>, rng: &mut StdRng) -> Tensor<4> {
     host_tensor(x.dims(), &x.device(), || 2.0 * rng.random::<f32>() - 1.0)
 }
 
-/// Standard normal noise of the shape of `x` (Box-Muller on host draws).
+/// Standard normal noise of the shape of `x`, drawn on the host.
 pub(crate) fn gaussian_noise(x: &Tensor<4>, rng: &mut StdRng) -> Tensor<4> {
-    host_tensor(x.dims(), &x.device(), || {
-        let u1: f32 = 1.0 - rng.random::<f32>(); // in (0, 1]
-        let u2: f32 = rng.random();
-        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-    })
+    ferd_core::random::normal(rng, x.dims(), 0.0, 1.0, &x.device())
 }
 
 /// PGD's start (Madry et al.): `clip01(x + U[-eps, eps])`.

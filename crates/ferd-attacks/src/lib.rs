@@ -39,5 +39,5 @@ pub use evaluate::{AttackReport, EvalConfig, EvaluationReport, StageReport, eval
 pub use fab::Fab;
 pub use model::{Frozen, Model};
 pub use objective::Objective;
-pub use pgd::{Pgd, Start};
+pub use pgd::{Pgd, Start, ascent_step};
 pub use square::Square;

@@ -4,6 +4,7 @@
 use burn::tensor::{Int, Tensor};
 use ferd_core::losses::{
     cross_entropy_per_sample, cw_margin, dlr, dlr_targeted, kl_divergence_per_sample,
+    kl_to_uniform_per_sample,
 };
 
 use crate::error::Result;
@@ -24,6 +25,17 @@ pub enum Objective {
     Kl {
         /// Reference logits `[B, C]`.
         reference: Tensor<2>,
+    },
+    /// FERD's Uniform-Target objective: `KL(softmax(reference) || softmax(z)) - gamma KL(U ||
+    /// softmax(z))`, `U` uniform over the classes (method spec, section 3). Ascending it moves the
+    /// prediction away from the teacher's (`reference`) while keeping it close to uniform, so
+    /// the examples do not all collapse onto the nearest wrong class: their targets spread over
+    /// the classes. `gamma = 0` is plain KL-PGD (TRADES' inner maximization).
+    UniformTarget {
+        /// The teacher's logits `[B, C]`.
+        reference: Tensor<2>,
+        /// Weight of the uniformity term (`gamma`).
+        gamma: f32,
     },
     /// The CW margin `max(max_{j != y} z_j - z_y, -kappa)` (CW-inf).
     CwMargin {
@@ -48,6 +60,10 @@ impl Objective {
                 cross_entropy_per_sample(logits, targets.clone())?.neg()
             }
             Self::Kl { reference } => kl_divergence_per_sample(reference.clone(), logits)?,
+            Self::UniformTarget { reference, gamma } => {
+                let uniformity = kl_to_uniform_per_sample(logits.clone())?.mul_scalar(*gamma);
+                kl_divergence_per_sample(reference.clone(), logits)? - uniformity
+            }
             Self::CwMargin { kappa } => cw_margin(logits, labels, *kappa)?,
             Self::Dlr => dlr(logits, labels)?,
             Self::DlrTargeted { targets } => dlr_targeted(logits, labels, targets.clone())?,
@@ -63,6 +79,10 @@ impl Objective {
             Self::Kl { reference } => Self::Kl {
                 reference: select_rows(reference, rows),
             },
+            Self::UniformTarget { reference, gamma } => Self::UniformTarget {
+                reference: select_rows(reference, rows),
+                gamma: *gamma,
+            },
             Self::DlrTargeted { targets } => Self::DlrTargeted {
                 targets: select_labels(targets, rows),
             },
@@ -76,6 +96,7 @@ impl Objective {
             Self::CrossEntropy => "ce",
             Self::TargetedCrossEntropy { .. } => "ce-targeted",
             Self::Kl { .. } => "kl",
+            Self::UniformTarget { .. } => "uniform-target",
             Self::CwMargin { .. } => "cw",
             Self::Dlr => "dlr",
             Self::DlrTargeted { .. } => "dlr-targeted",

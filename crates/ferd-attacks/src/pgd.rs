@@ -25,7 +25,8 @@ pub enum Start {
     Clean,
     /// At `clip01(x + U[-eps, eps])` (Madry et al.).
     Uniform,
-    /// At `clip01(x + std N(0, I))`, projected onto the ball (TRADES: `std = 0.001`).
+    /// At `x + std N(0, I)`, not clipped (TRADES' and FERD's code: `std = 0.001`); the first
+    /// step's projection brings the iterate back into the ball and the box.
     Gaussian {
         /// Standard deviation of the noise.
         std: f32,
@@ -121,7 +122,9 @@ impl Pgd {
             Objective::TargetedCrossEntropy { targets } | Objective::DlrTargeted { targets } => {
                 Some(targets.dims()[0])
             }
-            Objective::Kl { reference } => Some(reference.dims()[0]),
+            Objective::Kl { reference } | Objective::UniformTarget { reference, .. } => {
+                Some(reference.dims()[0])
+            }
             _ => None,
         };
         match extra {
@@ -145,19 +148,34 @@ impl Pgd {
         let mut x_adv = match self.start {
             Start::Clean => x.clone(),
             Start::Uniform => uniform_start(x, self.eps, rng),
-            Start::Gaussian { std } => project(
-                x.clone() + gaussian_noise(x, rng).mul_scalar(std),
-                x,
-                self.eps,
-            ),
+            Start::Gaussian { std } => x.clone() + gaussian_noise(x, rng).mul_scalar(std),
         };
-        let loss = |logits: Tensor<2>| objective.per_sample(logits, labels.clone());
         for _ in 0..self.steps {
-            let grad = probe(model, &x_adv, &loss)?.grad;
-            x_adv = project(x_adv + grad.sign().mul_scalar(self.alpha), x, self.eps);
+            x_adv = ascent_step(model, &x_adv, x, labels, objective, self.alpha, self.eps)?;
         }
         Ok(x_adv)
     }
+}
+
+/// One step of PGD: `P(x_adv + alpha sign(grad_x sum_b objective_b))`, `P` the projection onto
+/// the ball of radius `eps` around `x` and then onto `[0, 1]` (`sign(0) = 0`). Every run of
+/// [`Pgd`] is a chain of these steps; FERD's Uniform-Target Adversarial Examples are too.
+pub fn ascent_step(
+    model: &dyn Model,
+    x_adv: &Tensor<4>,
+    x: &Tensor<4>,
+    labels: &Tensor<1, Int>,
+    objective: &Objective,
+    alpha: f32,
+    eps: f32,
+) -> Result<Tensor<4>> {
+    let loss = |logits: Tensor<2>| objective.per_sample(logits, labels.clone());
+    let grad = probe(model, x_adv, &loss)?.grad;
+    Ok(project(
+        x_adv.clone() + grad.sign().mul_scalar(alpha),
+        x,
+        eps,
+    ))
 }
 
 impl Attack for Pgd {

@@ -1,5 +1,5 @@
 //! Core of ferd: device selection, the losses of FERD and of the attacks, robustness-guided class
-//! reweighting and class-wise robustness metrics.
+//! reweighting, class-wise robustness metrics and backend-independent seeded randomness.
 //!
 //! Everything here is backend-agnostic: tensors carry their backend in their [`Device`]
 //! (Burn 0.22), chosen at run time with [`device::DeviceSpec`].
@@ -11,6 +11,7 @@ pub mod error;
 pub mod losses;
 pub mod metrics;
 pub mod progress;
+pub mod random;
 pub mod reweighting;
 
 pub use device::DeviceSpec;

@@ -122,6 +122,35 @@ impl ImageDataset {
         &self.images[index * n..(index + 1) * n]
     }
 
+    /// The bytes of every image, CHW, one image after another.
+    pub fn pixels(&self) -> &[u8] {
+        &self.images
+    }
+
+    /// Appends samples: `images` holds whole images of this dataset's shape, one per label.
+    pub fn extend(&mut self, images: &[u8], labels: &[usize]) -> Result<()> {
+        let per_image: usize = self.image_shape.iter().product();
+        if images.len() != labels.len() * per_image {
+            return Err(invalid(
+                "ImageDataset::extend",
+                format!(
+                    "{} image bytes for {} labels of {per_image} bytes",
+                    images.len(),
+                    labels.len()
+                ),
+            ));
+        }
+        if let Some(&bad) = labels.iter().find(|&&y| y >= self.class_names.len()) {
+            return Err(invalid(
+                "ImageDataset::extend",
+                format!("label {bad} but only {} classes", self.class_names.len()),
+            ));
+        }
+        self.images.extend_from_slice(images);
+        self.labels.extend_from_slice(labels);
+        Ok(())
+    }
+
     /// Number of samples of each class.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes()];

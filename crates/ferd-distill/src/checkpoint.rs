@@ -7,9 +7,57 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::ModuleOptimizer;
+use burn::store::ModuleSnapshot;
 use burn::tensor::Tensor;
+use ferd_models::weights::{load_weights, save_weights};
 
 use crate::error::{DistillError, Result, io_error};
+
+/// Saves a model under training and its optimizer into a checkpoint folder as `NAME.bpk`,
+/// `NAME.optimizer.bpk` and `NAME.ids.json` (the parameter ids the optimizer state is keyed by).
+pub fn save_trainable<M: Module + ModuleSnapshot>(
+    dir: &Path,
+    name: &str,
+    model: &M,
+    optim: &ModuleOptimizer,
+) -> Result<()> {
+    save_weights(&model.valid(), &dir.join(format!("{name}.bpk")))?;
+    let optimizer = dir.join(format!("{name}.optimizer.bpk"));
+    optim
+        .save(&optimizer)
+        .map_err(|e| checkpoint_error(&optimizer, format!("optimizer state: {e}")))?;
+    let ids = dir.join(format!("{name}.ids.json"));
+    let json = serde_json::to_string(&param_ids(model)).expect("ids serialize");
+    fs::write(&ids, json).map_err(io_error(&ids))
+}
+
+/// Restores what [`save_trainable`] wrote into a freshly built `model` and `optim`.
+pub fn restore_trainable<M: Module + ModuleSnapshot>(
+    dir: &Path,
+    name: &str,
+    mut model: M,
+    optim: ModuleOptimizer,
+) -> Result<(M, ModuleOptimizer)> {
+    load_weights(&mut model, &dir.join(format!("{name}.bpk")))?;
+    let ids = dir.join(format!("{name}.ids.json"));
+    let raw = fs::read_to_string(&ids).map_err(io_error(&ids))?;
+    let ids_list: Vec<u64> = serde_json::from_str(&raw)
+        .map_err(|e| checkpoint_error(&ids, format!("unreadable parameter ids: {e}")))?;
+    let model = with_param_ids(model, &ids_list)?;
+    let optimizer = dir.join(format!("{name}.optimizer.bpk"));
+    let optim = optim
+        .load(&optimizer)
+        .map_err(|e| checkpoint_error(&optimizer, format!("optimizer state: {e}")))?;
+    Ok((model, optim))
+}
+
+fn checkpoint_error(path: &Path, detail: String) -> DistillError {
+    DistillError::Checkpoint {
+        path: path.to_path_buf(),
+        detail,
+    }
+}
 
 /// The ids of a module's float parameters in traversal order. Burn's optimizer keys its state
 /// by these ids; a model rebuilt for `--resume` gets fresh ids, so they are saved and restored.

@@ -30,6 +30,18 @@ pub enum DistillError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A loss or a model output became NaN or infinite: the run stops (its last checkpoint is
+    /// the last good state).
+    #[error("{what} is not finite: {detail}")]
+    NonFinite {
+        /// What became non-finite, and where.
+        what: String,
+        /// The values seen.
+        detail: String,
+    },
+    /// The teacher, the student and the configuration do not fit together.
+    #[error("models and configuration do not fit: {0}")]
+    Mismatch(String),
     /// A loss rejected its input.
     #[error(transparent)]
     Core(#[from] CoreError),

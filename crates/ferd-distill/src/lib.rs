@@ -1,17 +1,44 @@
-//! Training loops of ferd: robust teachers ([`teacher`]: standard training, PGD-AT, TRADES,
-//! fast AT) with per-epoch class-wise evaluation, best-checkpoint selection and resumable
-//! atomic checkpoints ([`checkpoint`]), and learning-rate schedules ([`schedule`]).
+//! Training of ferd: FERD's data-free robust distillation and robust teachers.
 //!
-//! FERD's data-free distillation (Fairness-Aware Examples, robustness-guided reweighting,
-//! Uniform-Target Adversarial Examples, the student loss) is the next issue and not here yet.
+//! FERD (arXiv 2509.20793, ICLR 2026; `shared/spec/ferd-method.md`), one concept per module:
+//! - [`synthesis`]: one synthesis round: a fresh generator and latent optimized on
+//!   `L_G = w_bn L_bn + w_adv L_adv + w_oh L_oh + w_uni L_uni`;
+//! - [`fairness_aware`]: Fairness-Aware Examples, the information-bottleneck split of the
+//!   teacher's features and the uniformity loss `L_uni`;
+//! - [`fragility`] (with `ferd_core::reweighting`): robustness-guided class reweighting;
+//! - [`bank`]: the growing sample bank;
+//! - [`uniform_target`]: Uniform-Target Adversarial Examples;
+//! - [`student`]: the student loss and step;
+//! - [`distill`](distill()): the loop, with [`FerdConfig`] and its [`presets`].
+//!
+//! Teachers: [`teacher`] (standard training, PGD-AT, TRADES, fast AT). Both run on the shared
+//! epoch loop of [`run`] (run folder, resumable atomic [`checkpoint`]s, metrics as JSON lines,
+//! [`events`] for progress: the library never prints).
 
+pub mod bank;
 pub mod checkpoint;
+pub mod config;
+pub mod distill;
 pub mod error;
+pub mod events;
+pub mod fairness_aware;
+pub mod fragility;
+pub mod optim;
+pub mod presets;
+pub mod run;
 pub mod schedule;
+pub mod student;
+pub mod synthesis;
 pub mod teacher;
+pub mod uniform_target;
 
+pub use config::FerdConfig;
+pub use distill::{Distilled, EpochRecord, Evaluation, distill};
 pub use error::DistillError;
+pub use events::{Event, Observer};
+pub use presets::{Budget, Method as FerdMethod};
+pub use run::{Job, RunOptions};
 pub use schedule::LrSchedule;
 pub use teacher::{
-    EpochMetrics, Method, RunOptions, TeacherConfig, Trained, batch_loss, hold_out, train_teacher,
+    EpochMetrics, Method, TeacherConfig, Trained, batch_loss, hold_out, train_teacher,
 };

@@ -12,27 +12,26 @@
 //! Adversarial examples are generated on a frozen copy of the model (BatchNorm in inference
 //! mode, as TRADES' code does; Madry's and Rice's code attack the model in training mode).
 
-use std::fs;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::store::ModuleSnapshot;
 use burn::tensor::{Device, Int, Tensor};
 use ferd_attacks::{Attack, EvalConfig, Frozen, Model, Objective, Pgd, Start, evaluate};
 use ferd_core::losses::{Reduction, cross_entropy, kl_divergence};
 use ferd_core::metrics::{ClassWiseAccuracy, to_indices};
-use ferd_core::progress::Progress;
+use ferd_core::random::mix;
 use ferd_data::{Augment, ImageDataset, Order};
 use ferd_models::Classifier;
-use ferd_models::weights::{load_weights, save_weights};
+use ferd_models::weights::save_weights;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{CheckpointDir, param_ids, with_param_ids};
+use crate::checkpoint::{restore_trainable, save_trainable};
 use crate::error::{DistillError, Result, io_error};
+use crate::events::{Event, Observer};
+use crate::optim::Sgd;
+use crate::run::{Job, RunOptions, run};
 use crate::schedule::LrSchedule;
 
 /// The training objective.
@@ -114,6 +113,14 @@ pub struct TeacherConfig {
 }
 
 impl TeacherConfig {
+    fn sgd(&self) -> Sgd {
+        Sgd {
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+        }
+    }
+
     fn check(&self) -> Result<()> {
         let bad = |m: String| Err(DistillError::Config(m));
         if self.epochs == 0 || self.batch_size == 0 || self.eval_steps == 0 {
@@ -122,12 +129,7 @@ impl TeacherConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("learning rate {} must be positive", self.lr));
         }
-        if !(0.0..1.0).contains(&self.momentum) || self.weight_decay < 0.0 {
-            return bad(format!(
-                "momentum {} must be in [0, 1), weight decay {} >= 0",
-                self.momentum, self.weight_decay
-            ));
-        }
+        self.sgd().check().map_err(DistillError::Config)?;
         let eps = self.method.eps();
         if self.method != Method::Standard && !(eps > 0.0 && eps <= 1.0) {
             return bad(format!("training epsilon {eps} is outside (0, 1]"));
@@ -155,22 +157,6 @@ pub struct EpochMetrics {
     pub seconds: f64,
 }
 
-/// Where a run keeps its files and how it reports.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// The run folder: `checkpoint/`, `best.bpk`, `final.bpk`, `metrics.jsonl`, `config.json`.
-    pub dir: PathBuf,
-    /// Continue from the checkpoint in `dir` if there is one.
-    pub resume: bool,
-    /// Show progress on stderr.
-    pub progress: bool,
-    /// Stop after this many epochs in all (the checkpoint then allows resuming), e.g. to run a
-    /// long training in slices.
-    pub stop_after: Option<usize>,
-    /// The plain (non-autodiff) device; training runs on its autodiff twin.
-    pub device: Device,
-}
-
 /// The result of a run.
 #[derive(Debug)]
 pub struct Trained<M> {
@@ -180,17 +166,6 @@ pub struct Trained<M> {
     pub history: Vec<EpochMetrics>,
     /// The epoch with the best PGD accuracy (its weights are `best.bpk`).
     pub best_epoch: usize,
-}
-
-/// The loop's own state, saved with each checkpoint.
-#[derive(Debug, Serialize, Deserialize)]
-struct LoopState {
-    config: TeacherConfig,
-    epochs_done: usize,
-    best_epoch: usize,
-    best_robust: f64,
-    param_ids: Vec<u64>,
-    history: Vec<EpochMetrics>,
 }
 
 /// Splits a dataset into training images and `per_class` held-out images per class (the last
@@ -215,28 +190,12 @@ pub fn hold_out(data: &ImageDataset, per_class: usize) -> Result<(ImageDataset, 
     Ok((data.subset(&train)?, data.subset(&test)?))
 }
 
-/// A seed for draw `k` of batch `batch` of epoch `epoch`.
-fn mix(seed: u64, epoch: usize, batch: usize, k: u64) -> u64 {
-    let mut h = seed ^ 0x51_7C_C1_B7_27_22_0A_95;
-    for v in [epoch as u64, batch as u64, k] {
-        h = (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
-    }
-    h
-}
-
-fn optimizer(config: &TeacherConfig) -> ModuleOptimizer {
-    let momentum = (config.momentum > 0.0).then(|| {
-        MomentumConfig::new()
-            .with_momentum(config.momentum)
-            .with_dampening(0.0)
-            .with_nesterov(config.nesterov)
-    });
-    let decay =
-        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    SgdConfig::new()
-        .with_momentum(momentum)
-        .with_weight_decay(decay)
-        .init()
+/// Purposes of the random draws of an epoch (the last coordinate given to [`mix`]).
+mod draw {
+    pub const SHUFFLE: u64 = 0;
+    pub const AUGMENT: u64 = 1;
+    pub const ATTACK: u64 = 2;
+    pub const EVALUATION: u64 = 3;
 }
 
 /// The training objective of `method` on one batch (images and labels on a plain device; the
@@ -293,7 +252,8 @@ pub fn batch_loss<M: Classifier + Module>(
 }
 
 /// Trains `model` (built on `options.device`'s autodiff twin) on `data` minus the held-out
-/// images, writing the run's files to `options.dir`.
+/// images, writing the run's files to `options.dir`: `best.bpk` (the best epoch by held-out PGD
+/// accuracy), `final.bpk`, `metrics.jsonl`, `config.json` and `checkpoint/`.
 ///
 /// Pass a model no one else holds a clone of: Burn's module clones share their BatchNorm
 /// running statistics, so training would move the clone's statistics too.
@@ -302,84 +262,89 @@ pub fn train_teacher<M>(
     data: &ImageDataset,
     config: &TeacherConfig,
     options: &RunOptions,
+    observer: &mut dyn Observer,
 ) -> Result<Trained<M>>
 where
     M: Classifier + Module + ModuleSnapshot,
 {
     config.check()?;
     let (train, held_out) = hold_out(data, config.held_out_per_class)?;
-    fs::create_dir_all(&options.dir).map_err(io_error(&options.dir))?;
-    let checkpoint = CheckpointDir::new(options.dir.join("checkpoint"));
-    let config_json = serde_json::to_string_pretty(config).expect("a config serializes");
-    fs::write(options.dir.join("config.json"), &config_json)
-        .map_err(io_error(options.dir.join("config.json")))?;
-
-    let mut model = model;
-    let mut optim = optimizer(config);
-    let mut state = LoopState {
-        config: config.clone(),
-        epochs_done: 0,
-        best_epoch: 0,
-        best_robust: f64::NEG_INFINITY,
-        param_ids: Vec::new(),
-        history: Vec::new(),
+    let mut job = TeacherJob {
+        model: Some(model),
+        optim: config.sgd().build(),
+        config,
+        train,
+        held_out,
+        device: options.device.clone(),
+        dir: &options.dir,
+        best: Best {
+            epoch: 0,
+            robust: f64::NEG_INFINITY,
+        },
     };
-    if options.resume && checkpoint.exists() {
-        (model, optim, state) = restore(model, optim, config, &checkpoint)?;
-        if options.progress {
-            eprintln!(
-                "resuming after epoch {} from {}",
-                state.epochs_done,
-                checkpoint.path().display()
-            );
-        }
-    }
-    rewrite_metrics(&options.dir, &state.history)?;
+    let history = run(&mut job, config, config.epochs, options, observer)?;
+    let model = job.model.take().expect("the job holds its model");
+    save_weights(&model.valid(), &options.dir.join("final.bpk"))?;
+    Ok(Trained {
+        model,
+        history,
+        best_epoch: job.best.epoch,
+    })
+}
 
-    let augment = Augment {
-        padding: config.crop_padding,
-        flip: config.flip,
-    };
-    let evaluation: Vec<Box<dyn Attack>> = vec![Box::new(Pgd::new(
-        config.eval_eps,
-        config.eval_eps / 4.0,
-        config.eval_steps,
-    ))];
-    let last = options
-        .stop_after
-        .unwrap_or(config.epochs)
-        .min(config.epochs);
-    for epoch in state.epochs_done..last {
+/// The best epoch so far by held-out PGD accuracy.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Best {
+    epoch: usize,
+    robust: f64,
+}
+
+struct TeacherJob<'a, M> {
+    /// Always `Some` between epochs (an optimizer step takes the model by value).
+    model: Option<M>,
+    optim: ModuleOptimizer,
+    config: &'a TeacherConfig,
+    train: ImageDataset,
+    held_out: ImageDataset,
+    device: Device,
+    dir: &'a Path,
+    best: Best,
+}
+
+impl<M: Classifier + Module + ModuleSnapshot> Job for TeacherJob<'_, M> {
+    type Metrics = EpochMetrics;
+
+    fn epoch(&mut self, epoch: usize, observer: &mut dyn Observer) -> Result<EpochMetrics> {
+        let config = self.config;
         let started = std::time::Instant::now();
-        let batches = train.batch_indices(
+        let mut model = self.model.take().expect("the job holds its model");
+        let batches = self.train.batch_indices(
             config.batch_size,
-            Order::Shuffled(mix(config.seed, epoch, 0, 0)),
+            Order::Shuffled(mix(config.seed, &[epoch as u64, 0, draw::SHUFFLE])),
         )?;
-        let mut progress = Progress::new(
-            format!("epoch {}/{}", epoch + 1, config.epochs),
-            "images",
-            train.len(),
-            options.progress,
-        );
-        let (mut loss_sum, mut hits, mut seen) = (0.0, 0usize, 0usize);
-        let first_lr = config
-            .schedule
-            .lr(config.lr, epoch, 0, batches.len(), config.epochs);
-        for (i, rows) in batches.iter().enumerate() {
-            let lr = config
+        let augment = Augment {
+            padding: config.crop_padding,
+            flip: config.flip,
+        };
+        let lr_at = |i| {
+            config
                 .schedule
-                .lr(config.lr, epoch, i, batches.len(), config.epochs);
-            let batch = train.batch(rows, &options.device)?;
-            let x = augment.apply(batch.images, mix(config.seed, epoch, i, 1));
+                .lr(config.lr, epoch, i, batches.len(), config.epochs)
+        };
+        let (mut loss_sum, mut hits, mut seen) = (0.0, 0usize, 0usize);
+        for (i, rows) in batches.iter().enumerate() {
+            let at = |purpose| mix(config.seed, &[epoch as u64, i as u64, purpose]);
+            let batch = self.train.batch(rows, &self.device)?;
+            let x = augment.apply(batch.images, at(draw::AUGMENT));
             let (loss, logits) = batch_loss(
                 &model,
                 &config.method,
                 x,
                 batch.labels.clone(),
-                mix(config.seed, epoch, i, 2),
+                at(draw::ATTACK),
             )?;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            model = self.optim.step(lr_at(i), model, grads);
             loss_sum += f64::from(loss.into_scalar::<f32>()) * rows.len() as f64;
             let predicted = to_indices(logits.without_autodiff().argmax(1).reshape([rows.len()]));
             hits += predicted
@@ -388,131 +353,84 @@ where
                 .filter(|(p, y)| **p == *y)
                 .count();
             seen += rows.len();
-            progress.update(
-                seen,
-                &format!(
+            observer.event(&Event::Progress {
+                epoch,
+                phase: "train",
+                done: seen,
+                total: self.train.len(),
+                status: format!(
                     "loss {:.4} acc {:.2}%",
                     loss_sum / seen as f64,
                     100.0 * hits as f64 / seen as f64
                 ),
-            );
+            });
         }
+        let evaluation: Vec<Box<dyn Attack>> = vec![Box::new(Pgd::new(
+            config.eval_eps,
+            config.eval_eps / 4.0,
+            config.eval_steps,
+        ))];
         let eval_config = EvalConfig {
             batch_size: 500,
-            seed: mix(config.seed, epoch, 0, 3),
+            seed: mix(config.seed, &[epoch as u64, 0, draw::EVALUATION]),
             progress: false,
         };
         let report = evaluate(
             &Frozen::new(&model),
-            &held_out,
+            &self.held_out,
             &evaluation,
-            &options.device,
+            &self.device,
             &eval_config,
         )?;
         let metrics = EpochMetrics {
             epoch,
-            lr: first_lr,
+            lr: lr_at(0),
             train_loss: loss_sum / seen as f64,
             train_accuracy: hits as f64 / seen as f64,
             clean: report.clean,
             robust: report.attacks[0].robust.clone(),
             seconds: started.elapsed().as_secs_f64(),
         };
-        if options.progress {
-            eprintln!(
-                "epoch {}: held-out clean {:.2}%, PGD-{} {:.2}% (worst class {:.2}%), {:.0} s",
-                epoch + 1,
-                100.0 * metrics.clean.overall,
-                config.eval_steps,
-                100.0 * metrics.robust.overall,
-                100.0 * metrics.robust.worst_class.map_or(0.0, |(_, a)| a),
-                metrics.seconds
-            );
+        if metrics.robust.overall > self.best.robust {
+            self.best = Best {
+                epoch,
+                robust: metrics.robust.overall,
+            };
+            save_weights(&model.valid(), &self.dir.join("best.bpk"))?;
         }
-        append_metrics(&options.dir, &metrics)?;
-        if metrics.robust.overall > state.best_robust {
-            state.best_robust = metrics.robust.overall;
-            state.best_epoch = epoch;
-            save_weights(&model.valid(), &options.dir.join("best.bpk"))?;
-        }
-        state.history.push(metrics);
-        state.epochs_done = epoch + 1;
-        state.param_ids = param_ids(&model);
-        save_checkpoint(&model, &optim, &state, &checkpoint)?;
+        self.model = Some(model);
+        Ok(metrics)
     }
-    save_weights(&model.valid(), &options.dir.join("final.bpk"))?;
-    Ok(Trained {
-        model,
-        history: state.history,
-        best_epoch: state.best_epoch,
-    })
-}
 
-fn save_checkpoint<M: Module + ModuleSnapshot>(
-    model: &M,
-    optim: &ModuleOptimizer,
-    state: &LoopState,
-    checkpoint: &CheckpointDir,
-) -> Result<()> {
-    let json = serde_json::to_string(state).expect("the loop state serializes");
-    checkpoint.write(&json, |dir| {
-        save_weights(&model.valid(), &dir.join("model.bpk"))?;
-        optim
-            .save(dir.join("optimizer.bpk"))
-            .map_err(|e| checkpoint.error(format!("optimizer state: {e}")))
-    })
-}
-
-fn restore<M: Module + ModuleSnapshot>(
-    mut model: M,
-    optim: ModuleOptimizer,
-    config: &TeacherConfig,
-    checkpoint: &CheckpointDir,
-) -> Result<(M, ModuleOptimizer, LoopState)> {
-    let raw = checkpoint.read_state()?;
-    let unreadable = |e: serde_json::Error| checkpoint.error(format!("unreadable state: {e}"));
-    let state: LoopState = serde_json::from_str(&raw).map_err(unreadable)?;
-    // Compared as parsed JSON on both sides: serde_json's default float parser may miss the
-    // last bit, so a parsed config need not equal the one it was written from.
-    let stored: serde_json::Value = serde_json::from_str(&raw).map_err(unreadable)?;
-    let current: serde_json::Value =
-        serde_json::from_str(&serde_json::to_string(config).expect("a config serializes"))
-            .map_err(unreadable)?;
-    if stored["config"] != current {
-        return Err(checkpoint.error(
-            "it was written with another configuration; resume with the same settings or use a new run folder",
-        ));
+    fn summary(&self, m: &EpochMetrics) -> String {
+        format!(
+            "held-out clean {:.2}%, PGD-{} {:.2}% (worst class {:.2}%)",
+            100.0 * m.clean.overall,
+            self.config.eval_steps,
+            100.0 * m.robust.overall,
+            100.0 * m.robust.worst_class.map_or(0.0, |(_, a)| a),
+        )
     }
-    load_weights(&mut model, &checkpoint.file("model.bpk"))?;
-    let model = with_param_ids(model, &state.param_ids)?;
-    let optim = optim
-        .load(checkpoint.file("optimizer.bpk"))
-        .map_err(|e| checkpoint.error(format!("optimizer state: {e}")))?;
-    Ok((model, optim, state))
-}
 
-fn metrics_path(dir: &Path) -> PathBuf {
-    dir.join("metrics.jsonl")
-}
+    fn save(&self, dir: &Path) -> Result<()> {
+        let model = self.model.as_ref().expect("the job holds its model");
+        save_trainable(dir, "model", model, &self.optim)?;
+        let path = dir.join("best.json");
+        let json = serde_json::to_string(&self.best).expect("serializes");
+        std::fs::write(&path, json).map_err(io_error(&path))
+    }
 
-fn append_metrics(dir: &Path, metrics: &EpochMetrics) -> Result<()> {
-    let path = metrics_path(dir);
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(io_error(&path))?;
-    let line = serde_json::to_string(metrics).expect("metrics serialize");
-    writeln!(file, "{line}").map_err(io_error(&path))
-}
-
-/// Rewrites `metrics.jsonl` with the epochs of the checkpoint, dropping lines of an epoch that
-/// was interrupted before its checkpoint.
-fn rewrite_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
-    let path = metrics_path(dir);
-    let text: String = history
-        .iter()
-        .map(|m| serde_json::to_string(m).expect("metrics serialize") + "\n")
-        .collect();
-    fs::write(&path, text).map_err(io_error(&path))
+    fn restore(&mut self, dir: &Path) -> Result<()> {
+        let model = self.model.take().expect("the job holds its model");
+        let optim = self.config.sgd().build();
+        let (model, optim) = restore_trainable(dir, "model", model, optim)?;
+        (self.model, self.optim) = (Some(model), optim);
+        let path = dir.join("best.json");
+        let raw = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+        self.best = serde_json::from_str(&raw).map_err(|e| DistillError::Checkpoint {
+            path,
+            detail: format!("unreadable: {e}"),
+        })?;
+        Ok(())
+    }
 }

@@ -50,7 +50,6 @@ fn options(name: &str) -> RunOptions {
     RunOptions {
         dir: run_dir(name),
         resume: false,
-        progress: false,
         stop_after: None,
         device: test_device(),
     }
@@ -99,6 +98,7 @@ fn one_epoch_of_each_method_lowers_its_loss() {
         &data,
         &config(Method::Standard, 1),
         &options("warm"),
+        &mut (),
     )
     .unwrap()
     .model;
@@ -109,7 +109,8 @@ fn one_epoch_of_each_method_lowers_its_loss() {
         load_weights(&mut initial, &saved).unwrap();
         let before = objective(&initial, &method, &data);
         let cfg = config(method.clone(), 1);
-        let trained = train_teacher(initial, &data, &cfg, &options(&format!("loss{k}"))).unwrap();
+        let trained =
+            train_teacher(initial, &data, &cfg, &options(&format!("loss{k}")), &mut ()).unwrap();
         let after = objective(&trained.model, &method, &data);
         eprintln!("{method:?}: loss {before} -> {after}");
         assert!(after < before, "{method:?}: loss {before} -> {after}");
@@ -147,6 +148,7 @@ fn pgd_at_is_more_robust_than_standard_training() {
         &train,
         &config(Method::Standard, 3),
         &options("std"),
+        &mut (),
     )
     .unwrap();
     let adversarial = train_teacher(
@@ -161,6 +163,7 @@ fn pgd_at_is_more_robust_than_standard_training() {
             3,
         ),
         &options("pgdat"),
+        &mut (),
     )
     .unwrap();
     let (s, a) = (
@@ -211,19 +214,19 @@ fn resumed_run_reaches_the_uninterrupted_weights() {
         load_weights(&mut m, &saved).unwrap();
         m
     };
-    let whole = train_teacher(initial(), &data, &cfg, &options("whole")).unwrap();
+    let whole = train_teacher(initial(), &data, &cfg, &options("whole"), &mut ()).unwrap();
 
     let mut sliced = options("sliced");
     sliced.stop_after = Some(1);
-    let first = train_teacher(initial(), &data, &cfg, &sliced).unwrap();
+    let first = train_teacher(initial(), &data, &cfg, &sliced, &mut ()).unwrap();
     assert_eq!(first.history.len(), 1);
     sliced.stop_after = None;
     sliced.resume = true;
     // A fresh model stands in for the process that restarts: the checkpoint overrides it.
-    let resumed = train_teacher(model(4), &data, &cfg, &sliced).unwrap();
+    let resumed = train_teacher(model(4), &data, &cfg, &sliced, &mut ()).unwrap();
 
     assert_eq!(resumed.history.len(), 3);
-    let again = train_teacher(initial(), &data, &cfg, &options("again")).unwrap();
+    let again = train_teacher(initial(), &data, &cfg, &options("again"), &mut ()).unwrap();
     let (a, b, c) = (
         parameters(&resumed.model),
         parameters(&whole.model),
@@ -245,5 +248,5 @@ fn resumed_run_reaches_the_uninterrupted_weights() {
     assert_eq!(lines.lines().count(), 3);
     // Resuming with another configuration is refused.
     let other = TeacherConfig { lr: 0.01, ..cfg };
-    assert!(train_teacher(model(4), &data, &other, &sliced).is_err());
+    assert!(train_teacher(model(4), &data, &other, &sliced, &mut ()).is_err());
 }

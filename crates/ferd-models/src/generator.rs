@@ -6,13 +6,14 @@
 //! `conv2`, `bn2`, `conv3`.
 
 use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::interpolate::{Interpolate2dConfig, InterpolateMode};
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{leaky_relu, sigmoid};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Tensor};
 
+use crate::init::{Init, initialize};
 use crate::layers::{batch_norm, conv};
 
 /// Configuration of a [`Generator`].
@@ -46,14 +47,13 @@ pub struct Generator {
 }
 
 impl GeneratorConfig {
-    /// Builds the generator with the initialization FERD applies at every synthesis round:
-    /// conv and linear weights `N(0, 0.02)`, biases 0, BatchNorm weights `N(1, 0.02)`, BatchNorm
-    /// biases 0, fresh running statistics. Seed the device (`device.seed`) for a reproducible
-    /// draw.
+    /// Builds the generator with the initialization FERD applies at every synthesis round,
+    /// drawn from `seed` on the host ([`Init::Dcgan`]): conv and linear weights `N(0, 0.02)`,
+    /// biases 0, BatchNorm weights `N(1, 0.02)`, BatchNorm biases 0, fresh running statistics.
     ///
     /// # Panics
     /// When `image_side` is not a positive multiple of 4.
-    pub fn init(&self, device: &Device) -> Generator {
+    pub fn init(&self, device: &Device, seed: u64) -> Generator {
         assert!(
             self.image_side > 0 && self.image_side.is_multiple_of(4),
             "image side {} is not a multiple of 4",
@@ -73,46 +73,14 @@ impl GeneratorConfig {
                 .init(device),
             init_side,
         };
-        generator.dcgan_init()
+        initialize(generator, Init::Dcgan, seed)
     }
 }
 
-fn normal_like<const D: usize>(param: &Param<Tensor<D>>, mean: f64) -> Param<Tensor<D>> {
-    let t = param.val();
-    Param::from_tensor(Tensor::random(
-        t.shape(),
-        Distribution::Normal(mean, 0.02),
-        &t.device(),
-    ))
-}
-
-fn zeros_like(param: &Param<Tensor<1>>) -> Param<Tensor<1>> {
-    Param::from_tensor(param.val().zeros_like())
-}
-
-fn dcgan_bn(mut bn: BatchNorm) -> BatchNorm {
-    bn.gamma = normal_like(&bn.gamma, 1.0);
-    bn.beta = zeros_like(&bn.beta);
-    bn
-}
-
-fn dcgan_conv(mut conv: Conv2d) -> Conv2d {
-    conv.weight = normal_like(&conv.weight, 0.0);
-    conv.bias = conv.bias.as_ref().map(zeros_like);
-    conv
-}
-
 impl Generator {
-    fn dcgan_init(mut self) -> Self {
-        self.l1.weight = normal_like(&self.l1.weight, 0.0);
-        self.l1.bias = self.l1.bias.as_ref().map(zeros_like);
-        self.conv1 = dcgan_conv(self.conv1);
-        self.conv2 = dcgan_conv(self.conv2);
-        self.conv3 = dcgan_conv(self.conv3);
-        self.bn0 = dcgan_bn(self.bn0);
-        self.bn1 = dcgan_bn(self.bn1);
-        self.bn2 = dcgan_bn(self.bn2);
-        self
+    /// The latent size `nz`.
+    pub fn latent(&self) -> usize {
+        self.l1.weight.dims()[0]
     }
 
     /// Images `[B, channels, s, s]` in `[0, 1]` from latents `[B, latent]`.
@@ -167,7 +135,7 @@ mod tests {
 
     #[test]
     fn dcgan_initialization() {
-        let g = GeneratorConfig::new().init(&test_device());
+        let g = GeneratorConfig::new().init(&test_device(), 0);
         for (name, weights) in [
             ("l1", g.l1.weight.val().flatten::<1>(0, 1)),
             ("conv1", g.conv1.weight.val().flatten::<1>(0, 3)),

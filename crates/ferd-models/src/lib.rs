@@ -10,6 +10,7 @@
 pub mod classifier;
 pub mod error;
 pub mod generator;
+pub mod init;
 pub mod layers;
 pub mod mobilenet_v2;
 pub mod preact_resnet;

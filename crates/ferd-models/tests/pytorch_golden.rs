@@ -175,7 +175,7 @@ fn generator_matches_pytorch() {
     let mut generator = GeneratorConfig::new()
         .with_latent(16)
         .with_ngf(8)
-        .init(&device)
+        .init(&device, 0)
         .valid();
     load_pytorch(
         &mut generator,

@@ -1,0 +1,67 @@
+//! What a run tells the outside world while it works. The library never prints: it emits
+//! [`Event`]s to an [`Observer`], and a binary decides how to draw them (a progress line, a log,
+//! nothing at all in tests).
+
+use serde::Serialize;
+
+/// Something that happened in a run. New kinds of events may be added: match with a wildcard.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A run starts at `first_epoch` (non-zero when resumed from a checkpoint).
+    RunStarted {
+        /// The first epoch this process runs (0-based).
+        first_epoch: usize,
+        /// Epochs in the whole run.
+        epochs: usize,
+    },
+    /// Progress inside an epoch: `done` of `total` units of the named phase.
+    Progress {
+        /// The epoch (0-based).
+        epoch: usize,
+        /// The phase: `train`, `synthesis`, `student`, `evaluation`, ...
+        phase: &'static str,
+        /// Units done.
+        done: usize,
+        /// Units in the phase.
+        total: usize,
+        /// A short status, e.g. the running loss.
+        status: String,
+    },
+    /// An epoch ended; `summary` is a one-line digest of its metrics (the metrics themselves go
+    /// to `metrics.jsonl`).
+    EpochEnded {
+        /// The epoch (0-based).
+        epoch: usize,
+        /// Epochs in the whole run.
+        epochs: usize,
+        /// Seconds the epoch took.
+        seconds: f64,
+        /// A digest of the epoch's metrics.
+        summary: String,
+    },
+    /// A checkpoint was written after `epochs_done` epochs.
+    Checkpoint {
+        /// Epochs done.
+        epochs_done: usize,
+    },
+}
+
+/// Receives a run's events.
+pub trait Observer {
+    /// Called for every event, in order.
+    fn event(&mut self, event: &Event);
+}
+
+/// Ignores every event.
+impl Observer for () {
+    fn event(&mut self, _event: &Event) {}
+}
+
+/// Any closure over events is an observer.
+impl<F: FnMut(&Event)> Observer for F {
+    fn event(&mut self, event: &Event) {
+        self(event)
+    }
+}

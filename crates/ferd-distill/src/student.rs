@@ -1,0 +1,116 @@
+//! Student training (method spec, section 3): one step on a batch of augmented bank images,
+//! `L_S = 5/6 IKL(S(x), t) + 1/6 IKL(S(x_U), t)` with `x_U` the batch's Uniform-Target
+//! Adversarial Examples, then one SGD step.
+//!
+//! Order within a step, as the official `test.py`: `S(x)` in training mode first (it moves the
+//! BatchNorm running statistics), then the UTAEs against the student in inference mode, which
+//! therefore uses the statistics just updated, then `S(x_U)` in training mode for the loss.
+//! Burn's BatchNorm updates its running variance with the biased batch variance where PyTorch
+//! uses the unbiased one (a factor `n / (n - 1)`, `n = B H W`): negligible at these batch sizes,
+//! and documented in `docs/distillation.md`.
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Int, Tensor};
+use ferd_attacks::Frozen;
+use ferd_core::losses::ikl;
+use ferd_models::Classifier;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{StudentConfig, Threat};
+use crate::error::{DistillError, Result};
+use crate::uniform_target;
+
+/// The student loss and its two terms.
+#[derive(Debug, Clone)]
+pub struct StudentLoss {
+    /// `clean_weight IKL(s_clean, t) + adv_weight IKL(s_adv, t)` (one element).
+    pub total: Tensor<1>,
+    /// `IKL(s_clean, t)`.
+    pub clean: Tensor<1>,
+    /// `IKL(s_adv, t)`.
+    pub adv: Tensor<1>,
+}
+
+/// The student loss from the student's logits on clean and adversarial images, the teacher's
+/// logits on the clean images, and the labels (for class-prior weights).
+pub fn student_loss(
+    clean_logits: Tensor<2>,
+    adv_logits: Tensor<2>,
+    teacher_logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    config: &StudentConfig,
+) -> Result<StudentLoss> {
+    let classes = teacher_logits.dims()[1];
+    let weights = config.ikl.weights(labels, classes);
+    let clean = ikl(clean_logits, teacher_logits.clone(), &weights)?;
+    let adv = ikl(adv_logits, teacher_logits, &weights)?;
+    let total =
+        clean.clone().mul_scalar(config.clean_weight) + adv.clone().mul_scalar(config.adv_weight);
+    Ok(StudentLoss { total, clean, adv })
+}
+
+/// What one student step measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// `L_S`.
+    pub loss: f64,
+    /// `IKL(s_clean, t)`.
+    pub clean: f64,
+    /// `IKL(s_adv, t)`.
+    pub adv: f64,
+}
+
+/// One training step of `student` (a training module on an autodiff device) on augmented
+/// images `x` (plain) with `labels`, against the frozen `teacher`, at learning rate `lr`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step<S, T>(
+    student: S,
+    optim: &mut ModuleOptimizer,
+    teacher: &T,
+    x: Tensor<4>,
+    labels: Tensor<1, Int>,
+    config: &StudentConfig,
+    threat: Threat,
+    lr: f64,
+    seed: u64,
+) -> Result<(S, StepReport)>
+where
+    S: Classifier + Module,
+    T: Classifier,
+{
+    // A plain input: the teacher runs in inference mode whatever its training flag.
+    let teacher_logits = teacher.forward(x.clone().without_autodiff());
+    let clean_logits = student.forward(x.clone().autodiff());
+    let x_adv = uniform_target::perturb(
+        &Frozen::new(&student),
+        x,
+        labels.clone(),
+        teacher_logits.clone(),
+        threat,
+        &config.utae,
+        seed,
+    )?;
+    let adv_logits = student.forward(x_adv.autodiff());
+    let loss = student_loss(
+        clean_logits,
+        adv_logits,
+        teacher_logits.autodiff(),
+        labels.autodiff(),
+        config,
+    )?;
+    let read = |t: &Tensor<1>| f64::from(t.clone().without_autodiff().into_scalar::<f32>());
+    let report = StepReport {
+        loss: read(&loss.total),
+        clean: read(&loss.clean),
+        adv: read(&loss.adv),
+    };
+    if !report.loss.is_finite() {
+        return Err(DistillError::NonFinite {
+            what: "the student loss".into(),
+            detail: format!("{report:?}"),
+        });
+    }
+    let grads = GradientsParams::from_grads(loss.total.backward(), &student);
+    Ok((optim.step(lr, student, grads), report))
+}

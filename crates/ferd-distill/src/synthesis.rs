@@ -1,0 +1,245 @@
+//! One synthesis round (method spec, section 2): a freshly initialized generator and a learnable
+//! latent are optimized for `N_G` steps on
+//! `L_G = w_bn L_bn + w_adv L_adv + w_oh L_oh + w_uni L_uni`,
+//! evaluated on augmented images, and the un-augmented batch with the lowest loss is kept.
+//!
+//! - `L_bn`: DeepInversion's match of the batch statistics at every BatchNorm layer of the
+//!   teacher with its running statistics.
+//! - `L_oh`: the teacher's cross-entropy on the sampled labels.
+//! - `L_adv = -IKL(s, t)` with the generator's weights: the student (frozen) should disagree
+//!   with the teacher.
+//! - `L_uni`: the Fairness-Aware Examples' uniformity term ([`crate::fairness_aware`]).
+
+use burn::module::{Module, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use ferd_core::losses::{IklWeights, cross_entropy, ikl};
+use ferd_core::random::{Noise, mix, normal, rng};
+use ferd_core::reweighting::sample_labels;
+use ferd_models::generator::{Generator, GeneratorConfig};
+use ferd_models::{BnStats, Classifier, Tap};
+use serde::{Deserialize, Serialize};
+
+use crate::config::FerdConfig;
+use crate::error::{DistillError, Result};
+use crate::fairness_aware::non_robust;
+use crate::optim::adam;
+
+/// The learnable latent codes `z` `[B, nz]` as a module, for Burn's optimizer.
+#[derive(Module, Debug)]
+pub struct Latent {
+    /// The codes.
+    pub z: Param<Tensor<2>>,
+}
+
+/// The terms of the generator loss at one step (unweighted) and their weighted sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossTerms {
+    /// `L_bn`.
+    pub bn: f64,
+    /// `L_adv = -IKL(s, t)`.
+    pub adv: f64,
+    /// `L_oh = CE(t, y)`.
+    pub oh: f64,
+    /// `L_uni` (0 when Fairness-Aware Examples are off).
+    pub uni: f64,
+    /// `L_G`, the weighted sum.
+    pub total: f64,
+    /// Fraction of (sample, channel) pairs of the teacher's features found robust.
+    pub robust_fraction: f64,
+}
+
+/// The generator loss of one step, differentiable towards the images.
+pub struct StepLoss {
+    /// `L_G` (one element).
+    pub total: Tensor<1>,
+    /// Its terms, read back.
+    pub terms: LossTerms,
+}
+
+/// `L_bn = sum over layers of ||mu - running_mean||_2 + ||var - running_var||_2`.
+pub fn bn_loss(stats: &[BnStats]) -> Option<Tensor<1>> {
+    let norm = |a: &Tensor<1>, b: &Tensor<1>| (a.clone() - b.clone()).powi_scalar(2).sum().sqrt();
+    stats
+        .iter()
+        .map(|s| norm(&s.batch_mean, &s.running_mean) + norm(&s.batch_var, &s.running_var))
+        .reduce(|a, b| a + b)
+}
+
+/// The generator loss on augmented images `x` (differentiable towards the generator) with
+/// sampled `labels`, against `teacher` and `student`, which must be frozen (`valid()`): a model
+/// in training mode fed these differentiable images would use and move its BatchNorm batch
+/// statistics. `noise` feeds the fairness split's inner loop.
+pub fn step_loss<T: Classifier, S: Classifier>(
+    teacher: &T,
+    student: &S,
+    x: Tensor<4>,
+    labels: &Tensor<1, Int>,
+    config: &FerdConfig,
+    noise: &mut dyn Noise,
+) -> Result<StepLoss> {
+    let weights = config.synthesis.weights;
+    let mut tap = Tap::bn_stats();
+    let features = teacher.features_tapped(x.clone(), &mut tap);
+    let t = teacher.head_tapped(features.clone(), &mut tap);
+    let bn = bn_loss(&tap.into_bn_stats()).ok_or_else(|| {
+        DistillError::Config(
+            "the teacher has no BatchNorm layer: L_bn (DeepInversion) needs one".into(),
+        )
+    })?;
+    let oh = cross_entropy(t.clone(), labels.clone())?;
+    let s = student.forward(x);
+    let adv = ikl(
+        s,
+        t,
+        &IklWeights::TeacherSoftmax {
+            temperature: config.synthesis.adv_temperature,
+        },
+    )?
+    .neg();
+    let mut total = bn.clone().mul_scalar(weights.bn)
+        + adv.clone().mul_scalar(weights.adv)
+        + oh.clone().mul_scalar(weights.oh);
+    let mut terms = LossTerms::default();
+    if config.fairness_aware() {
+        let split = non_robust(teacher, &features, labels, &config.fairness, noise)?;
+        let uni = split.uniformity_loss()?;
+        terms.uni = read(&uni);
+        terms.robust_fraction = f64::from(split.robust_fraction());
+        total = total + uni.mul_scalar(weights.uni);
+    }
+    terms.bn = read(&bn);
+    terms.adv = read(&adv);
+    terms.oh = read(&oh);
+    terms.total = read(&total);
+    Ok(StepLoss { total, terms })
+}
+
+fn read(t: &Tensor<1>) -> f64 {
+    f64::from(t.clone().without_autodiff().into_scalar::<f32>())
+}
+
+/// What one round produced.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// The un-augmented images of the step with the lowest `L_G` `[B, C, s, s]` (plain).
+    pub images: Tensor<4>,
+    /// Their labels, sorted.
+    pub labels: Vec<usize>,
+    /// The augmented images of the last step (plain): the fragility attack's batch.
+    pub last_augmented: Tensor<4>,
+    /// Per step, the loss terms.
+    pub steps: Vec<LossTerms>,
+    /// The step whose images were kept.
+    pub best_step: usize,
+}
+
+impl Round {
+    /// The mean of every term over the round's steps.
+    pub fn mean_terms(&self) -> LossTerms {
+        let n = self.steps.len().max(1) as f64;
+        let sum = |f: fn(&LossTerms) -> f64| self.steps.iter().map(f).sum::<f64>() / n;
+        LossTerms {
+            bn: sum(|t| t.bn),
+            adv: sum(|t| t.adv),
+            oh: sum(|t| t.oh),
+            uni: sum(|t| t.uni),
+            total: sum(|t| t.total),
+            robust_fraction: sum(|t| t.robust_fraction),
+        }
+    }
+}
+
+/// Purposes of a round's random draws (the last coordinate given to [`mix`]).
+mod draw {
+    pub const LABELS: u64 = 0;
+    pub const GENERATOR: u64 = 1;
+    pub const LATENT: u64 = 2;
+    pub const AUGMENT: u64 = 3;
+    pub const FAIRNESS: u64 = 4;
+}
+
+/// Runs one synthesis round with labels drawn from `distribution`. `teacher` and `student` are
+/// frozen here (`valid()`: their BatchNorm layers must not move on synthetic images); `device`
+/// is the plain device (the generator trains on its autodiff twin). Every draw derives from
+/// `seed`. `on_step(step, terms)` is called after every step.
+pub fn synthesize<T: Classifier + Module, S: Classifier + Module>(
+    teacher: &T,
+    student: &S,
+    distribution: &[f64],
+    config: &FerdConfig,
+    seed: u64,
+    device: &Device,
+    on_step: &mut dyn FnMut(usize, &LossTerms),
+) -> Result<Round> {
+    let (teacher, student) = (&teacher.valid(), &student.valid());
+    let synthesis = &config.synthesis;
+    let batch = config.batch_size;
+    let ad = device.clone().autodiff();
+    let labels = sample_labels(distribution, batch, mix(seed, &[draw::LABELS]))?;
+    let label_tensor: Tensor<1, Int> = Tensor::from_data(
+        TensorData::new(labels.iter().map(|&y| y as i64).collect(), [batch]),
+        &ad,
+    );
+    let mut generator: Generator = GeneratorConfig::new()
+        .with_latent(config.generator.latent)
+        .with_ngf(config.generator.ngf)
+        .with_image_side(config.image.side)
+        .with_channels(config.image.channels)
+        .init(&ad, mix(seed, &[draw::GENERATOR]));
+    let mut latent = Latent {
+        z: Param::from_tensor(normal(
+            &mut rng(mix(seed, &[draw::LATENT])),
+            [batch, config.generator.latent],
+            0.0,
+            1.0,
+            &ad,
+        )),
+    };
+    let [beta_1, beta_2] = synthesis.betas;
+    let mut generator_optim = adam(beta_1, beta_2);
+    let mut latent_optim = adam(beta_1, beta_2);
+
+    let mut steps = Vec::with_capacity(synthesis.steps);
+    let mut best: Option<(f64, usize, Tensor<4>)> = None;
+    let mut last_augmented = None;
+    for step in 0..synthesis.steps {
+        let at = |purpose| mix(seed, &[step as u64 + 1, purpose]);
+        let x = generator.forward(latent.z.val());
+        let augmented = config.augment.apply(x.clone(), at(draw::AUGMENT));
+        let loss = step_loss(
+            teacher,
+            student,
+            augmented.clone(),
+            &label_tensor,
+            config,
+            &mut rng(at(draw::FAIRNESS)),
+        )?;
+        let terms = loss.terms;
+        if !terms.total.is_finite() {
+            return Err(DistillError::NonFinite {
+                what: format!("the generator loss at synthesis step {step}"),
+                detail: format!("{terms:?}"),
+            });
+        }
+        if best.as_ref().is_none_or(|(cost, _, _)| terms.total < *cost) {
+            best = Some((terms.total, step, x.without_autodiff()));
+        }
+        let mut grads = loss.total.backward();
+        let generator_grads = GradientsParams::from_module(&mut grads, &generator);
+        let latent_grads = GradientsParams::from_module(&mut grads, &latent);
+        generator = generator_optim.step(synthesis.lr_generator, generator, generator_grads);
+        latent = latent_optim.step(synthesis.lr_latent, latent, latent_grads);
+        last_augmented = Some(augmented.without_autodiff());
+        on_step(step, &terms);
+        steps.push(terms);
+    }
+    let (_, best_step, images) = best.expect("at least one synthesis step");
+    Ok(Round {
+        images,
+        labels,
+        last_augmented: last_augmented.expect("at least one synthesis step"),
+        steps,
+        best_step,
+    })
+}
