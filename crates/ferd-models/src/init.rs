@@ -167,8 +167,7 @@ mod tests {
     struct Collect(Vec<Vec<f32>>);
     impl ModuleVisitor for Collect {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0
-                .push(param.val().try_to_vec_as::<f32>().unwrap());
+            self.0.push(param.val().try_to_vec_as::<f32>().unwrap());
         }
     }
 
