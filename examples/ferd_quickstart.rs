@@ -3,8 +3,8 @@
 //! Fashion-MNIST test set).
 //!
 //! ```sh
-//! cargo run --release --example ferd_quickstart
-//! cargo run --release --example ferd_quickstart -- --budget fmnist --method dfrd-uniform \
+//! cargo run --example ferd_quickstart
+//! cargo run --example ferd_quickstart -- --budget fmnist --method dfrd-uniform \
 //!     --out runs/fmnist-dfrd --seed 1
 //! ```
 //!
