@@ -19,6 +19,9 @@ use ferd::data::{DatasetName, Split, load};
 use ferd::models::small_cnn::SmallCnnConfig;
 use ferd::models::weights::load_pytorch;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EPS: f32 = 0.1;
 const BATCH: usize = 500;
 

@@ -24,6 +24,9 @@ use ferd::distill::{Budget, FerdConfig, FerdMethod};
 use ferd::models::init::{Init, initialize};
 use ferd::models::zoo::Architecture;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ROUND: usize = 5;
 
 fn ferd_steps(c: &mut Criterion) {

@@ -151,7 +151,7 @@ fn uniform_targets_flatten_adversarial_predictions() {
 const PER_CLASS: usize = 50;
 
 /// One synthesis round (500 generator steps on 32 images, the quickstart's other settings):
-/// the teacher classifies at least 90% of the synthesized images as their sampled labels. About
+/// the teacher classifies at least 70% of the synthesized images as their sampled labels. About
 /// a minute on flex; on other devices it runs with `FERD_SLOW_TESTS=1`.
 #[test]
 fn synthesized_images_carry_their_labels() {
@@ -200,8 +200,11 @@ fn synthesized_images_carry_their_labels() {
     assert!(pixels.iter().all(|p| (0.0..=1.0).contains(p)));
 }
 
-/// Agreement required after one round (see the test above).
-const MIN_AGREEMENT: f64 = 0.9;
+/// Agreement required after one round (see the test above); chance is 10%. A round's trajectory
+/// depends on floating-point summation order, which differs between CPUs (flex picks its SIMD
+/// kernels at run time) and between convolution kernels: measured 90%+ on the CI machine of
+/// 2026-11-25, 84.4% with Burn's convolution and 78.1% with ferd's on an AVX-512 machine.
+const MIN_AGREEMENT: f64 = 0.7;
 
 /// Every method preset runs two epochs end to end at the tiny budget, with the evaluation.
 #[test]

@@ -1,6 +1,6 @@
 """Times PGD-20 and AutoAttack standard (components with 100 iterations, Square not rescaled)
 with torchattacks on the same model and images as ferd's `benches/attacks.rs`, and prints the
-ratios to ferd's figures in target/attack_bench.json.
+ratios to ferd's figures in target/attack_bench.json, as Markdown rows.
 
 Run after `cargo bench --bench attacks`: python3 tools/bench/torch_attacks.py [--threads 2]
 """
@@ -18,7 +18,9 @@ from safetensors.torch import load_file
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools/golden"))
+sys.path.insert(0, str(ROOT / "tools/bench"))
 from attack_fixtures import SmallCnn, read_idx  # noqa: E402
+from table import row  # noqa: E402
 
 EPS = 0.1
 
@@ -54,11 +56,11 @@ def main():
         torchattacks.Square(model, eps=EPS, n_queries=5000, resc_schedule=False, seed=0),
     ])
     aa_acc, aa_s = robust(model, aa, x, y)
-    print(f"{n} images, {args.threads} threads, ferd on {ferd['device']}")
-    print(f"pgd-20     torchattacks {pgd_s:8.2f} s (robust {pgd_acc:.4f})  ferd {ferd['pgd20_seconds']:8.2f} s "
-          f"(robust {ferd['pgd20_robust']:.4f})  ferd/torch {ferd['pgd20_seconds'] / pgd_s:.2f}")
-    print(f"autoattack torchattacks {aa_s:8.2f} s (robust {aa_acc:.4f})  ferd {ferd['autoattack_seconds']:8.2f} s "
-          f"(robust {ferd['autoattack_robust']:.4f})  ferd/torch {ferd['autoattack_seconds'] / aa_s:.2f}")
+    print(f"<!-- {n} images, {args.threads} threads, ferd on {ferd['device']}; robust accuracy: PGD-20 "
+          f"torchattacks {pgd_acc:.4f} / ferd {ferd['pgd20_robust']:.4f}, AutoAttack torchattacks {aa_acc:.4f} / "
+          f"ferd {ferd['autoattack_robust']:.4f} -->")
+    print(row(f"PGD-20, {n} images (small-cnn-8)", pgd_s, ferd["pgd20_seconds"], unit="s"))
+    print(row(f"AutoAttack standard, {n} images (small-cnn-8)", aa_s, ferd["autoattack_seconds"], unit="s"))
 
 
 if __name__ == "__main__":

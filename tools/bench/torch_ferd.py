@@ -5,24 +5,24 @@ and one student step (teacher forward, student forward in train mode, 10 UTAE st
 frozen student, student forward on the UTAEs, the IKL loss, backward, SGD step). Batch 64,
 teacher small-cnn-16, student small-cnn-8, generator nz 100 / ngf 16, 28x28x1.
 
-Prints milliseconds and, when `cargo bench --bench ferd` has run, ferd's time and the ratio.
-Run with the same thread count as ferd (flex uses one rayon thread per core):
+Prints one Markdown row per workload: PyTorch's median, ferd's criterion median when
+`cargo bench --bench ferd` has run, and the ratio. `tools/bench/compare.sh` runs both sides with
+the same thread count (THREADS here, RAYON_NUM_THREADS for ferd):
 
-    python3 tools/bench/torch_ferd.py      (needs torch; uses tools/golden/ferd_fixtures.py)
+    THREADS=2 python3 tools/bench/torch_ferd.py   (needs torch; uses tools/golden/ferd_fixtures.py)
 """
 import copy
-import json
-import os
 import pathlib
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools/golden"))
+sys.path.insert(0, str(ROOT / "tools/bench"))
 import ferd_fixtures as fx  # noqa: E402
+from table import criterion_ms, median_ms, row, set_threads  # noqa: E402
 
 B, INNER, K, ROUND = 64, 20, 10, 5
 
@@ -89,27 +89,8 @@ def student_step(teacher, student, opt, x, y):
     return loss.item()
 
 
-def timed(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2] * 1e3
-
-
-def ferd_ms(name):
-    path = ROOT / f"target/criterion/ferd/{name}/new/estimates.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())["median"]["point_estimate"] / 1e6
-
-
 def main():
-    threads = int(os.environ.get("THREADS", os.cpu_count()))
-    torch.set_num_threads(threads)
+    threads = set_threads()
     torch.manual_seed(0)
     teacher, student = fx.SmallCnn(16).eval(), fx.SmallCnn(8)
     for p in teacher.parameters():
@@ -118,18 +99,12 @@ def main():
     opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     x = torch.rand(B, 1, 28, 28)
     y = torch.arange(B) % 10
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {B}")
-    rows = [
-        ("synthesis iteration", "synthesis_round_5", ROUND,
-         timed(lambda: synthesis_round(teacher, frozen_student), 5)),
-        ("student step", "student_step", 1, timed(lambda: student_step(teacher, student, opt, x, y), 10)),
-    ]
-    for label, name, per, ms in rows:
-        line = f"{label:>20}: pytorch {ms / per:8.1f} ms"
-        ours = ferd_ms(name)
-        if ours is not None:
-            line += f" | ferd {ours / per:8.1f} ms | ferd/pytorch {ours / ms:5.2f}x"
-        print(line)
+    print(f"<!-- torch {torch.__version__}, {threads} threads, batch {B} -->")
+    synthesis = median_ms(lambda: synthesis_round(teacher, frozen_student), 5, warmup=1) / ROUND
+    ours = criterion_ms("ferd", "synthesis_round_5")
+    print(row("FERD synthesis iteration (B64, 28x28)", synthesis, ours and ours / ROUND))
+    step = median_ms(lambda: student_step(teacher, student, opt, x, y), 10)
+    print(row("FERD student step (B64, small-cnn-8, UTAE K=10)", step, criterion_ms("ferd", "student_step")))
 
 
 if __name__ == "__main__":

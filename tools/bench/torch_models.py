@@ -1,23 +1,23 @@
-"""PyTorch timing of what benches/models.rs measures: forward + cross-entropy + backward of the
-CIFAR ResNet-18 and MobileNet-V2 at batch 64 on 32x32 images, on the CPU, with as many threads as
-the machine has cores. Prints milliseconds per step and, when `cargo bench --bench models` has
-run, ferd's time and the ratio ferd / PyTorch.
+"""PyTorch timing of what benches/models.rs measures: forward + cross-entropy + backward of
+small-cnn-16 at batch 64 on 28x28x1 images, and of the CIFAR ResNet-18 and MobileNet-V2 at batch
+64 on 32x32 images, on the CPU. Prints one Markdown row per model (PyTorch's median, ferd's
+criterion median when `cargo bench --bench models` has run, the ratio).
 
-Run:  python3 tools/bench/torch_models.py   (needs torch; uses the definitions of
-tools/golden/model_fixtures.py, the same layouts as ferd's models)
+Run:  THREADS=2 python3 tools/bench/torch_models.py   (needs torch; uses the definitions of
+tools/golden/model_fixtures.py and attack_fixtures.py, the same layouts as ferd's models)
 """
-import json
-import os
 import pathlib
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools/golden"))
+sys.path.insert(0, str(ROOT / "tools/bench"))
+from attack_fixtures import SmallCnn  # noqa: E402
 from model_fixtures import MobileNetV2, ResNet  # noqa: E402
+from table import criterion_ms, median_ms, row, set_threads  # noqa: E402
 
 
 def time_step(model, x, y, repeats=10):
@@ -27,19 +27,7 @@ def time_step(model, x, y, repeats=10):
         F.cross_entropy(model(xg), y).backward()
         return xg.grad.abs().sum().item()
 
-    for _ in range(3):
-        step()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    return (time.perf_counter() - start) / repeats * 1e3
-
-
-def ferd_ms(name):
-    path = ROOT / f"target/criterion/forward_backward_b64_32x32/{name}/new/estimates.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())["mean"]["point_estimate"] / 1e6
+    return median_ms(step, repeats, warmup=3)
 
 
 class Full(torch.nn.Module):
@@ -52,19 +40,20 @@ class Full(torch.nn.Module):
 
 
 def main():
-    torch.set_num_threads(os.cpu_count())
+    threads = set_threads()
     torch.manual_seed(0)
-    x = torch.rand(64, 3, 32, 32)
+    print(f"<!-- torch {torch.__version__}, {threads} threads -->")
+    x = torch.rand(64, 1, 28, 28)
     y = torch.randint(0, 10, (64,))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    for name, net in [("resnet18", ResNet([2, 2, 2, 2], 64)), ("mobilenet_v2", MobileNetV2(1.0))]:
-        model = Full(net).train()
-        ms = time_step(model, x, y)
-        ours = ferd_ms(name)
-        line = f"{name:>13}: pytorch {ms:8.1f} ms/step"
-        if ours is not None:
-            line += f" | ferd {ours:8.1f} ms/step | ferd/pytorch {ours / ms:5.2f}x"
-        print(line)
+    ms = time_step(SmallCnn(16).train(), x, y)
+    print(row("small-cnn-16 train step (B64, 28x28x1)", ms,
+              criterion_ms("forward_backward_b64_28x28", "small_cnn16")))
+    x = torch.rand(64, 3, 32, 32)
+    for name, label, net in [("resnet18", "ResNet-18", ResNet([2, 2, 2, 2], 64)),
+                             ("mobilenet_v2", "MobileNet-V2", MobileNetV2(1.0))]:
+        ms = time_step(Full(net).train(), x, y)
+        print(row(f"{label} train step (B64, 32x32x3)", ms,
+                  criterion_ms("forward_backward_b64_32x32", name)))
 
 
 if __name__ == "__main__":

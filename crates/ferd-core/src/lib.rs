@@ -10,6 +10,7 @@ pub mod device;
 pub mod error;
 pub mod losses;
 pub mod metrics;
+pub mod ops;
 pub mod progress;
 pub mod random;
 pub mod reweighting;

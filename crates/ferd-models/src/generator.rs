@@ -14,7 +14,7 @@ use burn::tensor::activation::{leaky_relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 
 use crate::init::{Init, initialize};
-use crate::layers::{batch_norm, conv};
+use crate::layers::{batch_norm, conv, conv_forward};
 
 /// Configuration of a [`Generator`].
 #[derive(Config, Debug)]
@@ -100,9 +100,9 @@ impl Generator {
             .forward(z)
             .reshape([batch as i64, -1, side as i64, side as i64]);
         let x = up(self.bn0.forward(x));
-        let x = leaky_relu(self.bn1.forward(self.conv1.forward(x)), 0.2);
-        let x = leaky_relu(self.bn2.forward(self.conv2.forward(up(x))), 0.2);
-        sigmoid(self.conv3.forward(x))
+        let x = leaky_relu(self.bn1.forward(conv_forward(&self.conv1, x)), 0.2);
+        let x = leaky_relu(self.bn2.forward(conv_forward(&self.conv2, up(x))), 0.2);
+        sigmoid(conv_forward(&self.conv3, x))
     }
 }
 

@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::module::adaptive_avg_pool2d;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,54 @@ pub fn grouped_conv(
         .with_groups(groups)
         .with_bias(false)
         .init(device)
+}
+
+/// Applies a Burn `Conv2d` layer through [`ferd_core::ops::conv2d`]: the same parameters, padding
+/// and result as `conv.forward(x)`, on ferd's CPU kernels where it has them.
+pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, _, height, width] = x.dims();
+    let options = ConvOptions::new_with_padding(
+        conv.stride,
+        padding_pairs(
+            &conv.padding,
+            [height, width],
+            conv.kernel_size,
+            conv.stride,
+        ),
+        conv.dilation,
+        conv.groups,
+    );
+    ferd_core::ops::conv2d(
+        x,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|b| b.val()),
+        options,
+    )
+}
+
+/// `(begin, end)` padding per spatial dimension, as Burn's `Conv2d` computes it (`Same` puts the
+/// odd pixel at the end, like TensorFlow).
+fn padding_pairs(
+    padding: &PaddingConfig2d,
+    size: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+) -> [(usize, usize); 2] {
+    let same = |d: usize| {
+        let out = size[d].div_ceil(stride[d]);
+        let total = (out.max(1) - 1) * stride[d] + kernel[d];
+        let total = if out == 0 {
+            0
+        } else {
+            total.saturating_sub(size[d])
+        };
+        (total / 2, total - total / 2)
+    };
+    match padding {
+        PaddingConfig2d::Valid => [(0, 0); 2],
+        PaddingConfig2d::Same => [same(0), same(1)],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(*top, *bottom), (*left, *right)],
+    }
 }
 
 /// BatchNorm with PyTorch's defaults (epsilon 1e-5, momentum 0.1).
@@ -85,7 +134,7 @@ impl Shortcut {
 
     /// Applies the shortcut.
     pub fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
-        let x = self.conv.forward(x);
+        let x = conv_forward(&self.conv, x);
         match &self.bn {
             Some(bn) => tap.batch_norm(bn, x),
             None => x,
@@ -161,6 +210,38 @@ impl burn::module::ModuleVisitor for TrainableCounter {
             .is_some_and(|name| name.starts_with("running_"));
         if !buffer {
             self.count += param.lazy_shape().num_elements();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferd_core::device::test_device;
+    use ferd_core::random::{normal, rng};
+
+    /// `conv_forward` computes what Burn's own `Conv2d::forward` computes, for every padding kind
+    /// (`Same` with an odd total, where the extra pixel goes at the end).
+    #[test]
+    fn conv_forward_matches_the_layer() {
+        let device = test_device();
+        let paddings = [
+            PaddingConfig2d::Valid,
+            PaddingConfig2d::Same,
+            PaddingConfig2d::Explicit(2, 0, 1, 3),
+        ];
+        for (i, padding) in paddings.into_iter().enumerate() {
+            let conv = Conv2dConfig::new([3, 4], [4, 3])
+                .with_stride([2, 1])
+                .with_padding(padding)
+                .init(&device);
+            let conv = crate::init::initialize(conv, crate::init::Init::PyTorch, 5);
+            let x = normal(&mut rng(i as u64), [2, 3, 9, 7], 0.0, 1.0, &device);
+            let ours = conv_forward(&conv, x.clone());
+            let theirs = conv.forward(x);
+            assert_eq!(ours.dims(), theirs.dims(), "padding {i}");
+            let diff: f32 = (ours - theirs).abs().max().into_scalar();
+            assert!(diff < 1e-5, "padding {i}: {diff}");
         }
     }
 }

@@ -15,7 +15,8 @@ use burn::tensor::{Device, Tensor};
 
 use crate::classifier::{Classifier, Tap};
 use crate::layers::{
-    Normalization, Shortcut, batch_norm, conv, global_avg_pool, grouped_conv, normalize,
+    Normalization, Shortcut, batch_norm, conv, conv_forward, global_avg_pool, grouped_conv,
+    normalize,
 };
 
 /// `(expansion, out_channels, blocks, stride)` per stage, CIFAR strides.
@@ -83,9 +84,9 @@ impl InvertedResidual {
     }
 
     fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
-        let out = relu(tap.batch_norm(&self.bn1, self.conv1.forward(x.clone())));
-        let out = relu(tap.batch_norm(&self.bn2, self.conv2.forward(out)));
-        let out = tap.batch_norm(&self.bn3, self.conv3.forward(out));
+        let out = relu(tap.batch_norm(&self.bn1, conv_forward(&self.conv1, x.clone())));
+        let out = relu(tap.batch_norm(&self.bn2, conv_forward(&self.conv2, out)));
+        let out = tap.batch_norm(&self.bn3, conv_forward(&self.conv3, out));
         if self.stride != 1 {
             return out;
         }
@@ -148,11 +149,11 @@ impl MobileNetV2Config {
 impl Classifier for MobileNetV2 {
     fn features_tapped(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
         let x = normalize(&self.normalization, x);
-        let mut out = relu(tap.batch_norm(&self.bn1, self.conv1.forward(x)));
+        let mut out = relu(tap.batch_norm(&self.bn1, conv_forward(&self.conv1, x)));
         for block in &self.layers {
             out = block.forward(out, tap);
         }
-        relu(tap.batch_norm(&self.bn2, self.conv2.forward(out)))
+        relu(tap.batch_norm(&self.bn2, conv_forward(&self.conv2, out)))
     }
 
     fn head_tapped(&self, z: Tensor<4>, _tap: &mut Tap) -> Tensor<2> {

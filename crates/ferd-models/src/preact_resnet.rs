@@ -13,7 +13,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::classifier::{Classifier, Tap};
-use crate::layers::{Normalization, Shortcut, batch_norm, conv, global_avg_pool, normalize};
+use crate::layers::{
+    Normalization, Shortcut, batch_norm, conv, conv_forward, global_avg_pool, normalize,
+};
 use crate::resnet::ResNetConfig;
 
 /// The pre-activation residual block.
@@ -45,8 +47,8 @@ impl PreActBlock {
             Some(shortcut) => shortcut.forward(pre.clone(), tap),
             None => x,
         };
-        let out = self.conv1.forward(pre);
-        let out = self.conv2.forward(relu(tap.batch_norm(&self.bn2, out)));
+        let out = conv_forward(&self.conv1, pre);
+        let out = conv_forward(&self.conv2, relu(tap.batch_norm(&self.bn2, out)));
         out + skip
     }
 }
@@ -88,7 +90,7 @@ impl ResNetConfig {
 
 impl Classifier for PreActResNet {
     fn features_tapped(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
-        let mut out = self.conv1.forward(normalize(&self.normalization, x));
+        let mut out = conv_forward(&self.conv1, normalize(&self.normalization, x));
         for block in self
             .layer1
             .iter()

@@ -14,7 +14,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::classifier::{Classifier, Tap};
-use crate::layers::{Normalization, Shortcut, batch_norm, conv, global_avg_pool, normalize};
+use crate::layers::{
+    Normalization, Shortcut, batch_norm, conv, conv_forward, global_avg_pool, normalize,
+};
 
 /// Configuration of a [`ResNet`], or of a [`PreActResNet`](crate::preact_resnet::PreActResNet)
 /// with [`ResNetConfig::init_preact`].
@@ -61,8 +63,8 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
-        let out = relu(tap.batch_norm(&self.bn1, self.conv1.forward(x.clone())));
-        let out = tap.batch_norm(&self.bn2, self.conv2.forward(out));
+        let out = relu(tap.batch_norm(&self.bn1, conv_forward(&self.conv1, x.clone())));
+        let out = tap.batch_norm(&self.bn2, conv_forward(&self.conv2, out));
         let skip = match &self.shortcut {
             Some(shortcut) => shortcut.forward(x, tap),
             None => x,
@@ -159,7 +161,7 @@ impl ResNetConfig {
 impl Classifier for ResNet {
     fn features_tapped(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
         let x = normalize(&self.normalization, x);
-        let mut out = relu(tap.batch_norm(&self.bn1, self.conv1.forward(x)));
+        let mut out = relu(tap.batch_norm(&self.bn1, conv_forward(&self.conv1, x)));
         for block in self
             .layer1
             .iter()

@@ -13,7 +13,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::classifier::{Classifier, Tap};
-use crate::layers::{Normalization, batch_norm, conv, normalize};
+use crate::layers::{Normalization, batch_norm, conv, conv_forward, normalize};
 
 /// Configuration of a [`SmallCnn`].
 #[derive(Config, Debug)]
@@ -51,7 +51,7 @@ impl ConvBn {
     }
 
     fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
-        relu(tap.batch_norm(&self.bn, self.conv.forward(x)))
+        relu(tap.batch_norm(&self.bn, conv_forward(&self.conv, x)))
     }
 }
 

@@ -14,7 +14,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::classifier::{Classifier, Tap};
-use crate::layers::{Normalization, batch_norm, conv, global_avg_pool, normalize};
+use crate::layers::{Normalization, batch_norm, conv, conv_forward, global_avg_pool, normalize};
 
 /// Configuration of a [`WideResNet`].
 #[derive(Config, Debug)]
@@ -58,8 +58,8 @@ impl WrnBlock {
 
     fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
         let pre = relu(tap.batch_norm(&self.bn1, x.clone()));
-        let out = relu(tap.batch_norm(&self.bn2, self.conv1.forward(pre.clone())));
-        let out = self.conv2.forward(out);
+        let out = relu(tap.batch_norm(&self.bn2, conv_forward(&self.conv1, pre.clone())));
+        let out = conv_forward(&self.conv2, out);
         match &self.conv_shortcut {
             // A projecting block adds the projection of the pre-activated input.
             Some(shortcut) => shortcut.forward(pre) + out,
@@ -137,7 +137,7 @@ impl WideResNetConfig {
 
 impl Classifier for WideResNet {
     fn features_tapped(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
-        let mut out = self.conv1.forward(normalize(&self.normalization, x));
+        let mut out = conv_forward(&self.conv1, normalize(&self.normalization, x));
         for block in self
             .block1
             .layer

@@ -1,0 +1,902 @@
+//! A 2-D convolution on the CPU over plain `f32` slices: forward, input gradient and weight
+//! gradient, as im2col + GEMM per image (rayon across the batch, the `gemm` crate inside).
+//!
+//! Layouts are PyTorch's: input `[B, C_in, H, W]`, weight `[C_out, C_in / groups, kH, kW]`,
+//! output `[B, C_out, H_out, W_out]`, all contiguous. For one image and one group, with
+//! `K = C_in/groups * kH * kW` and `N = H_out * W_out`:
+//!
+//! - forward: `Y_g = W_g · col(X_g)`, `[C_out/groups, K] x [K, N]`;
+//! - input gradient: `dX_g = col⁻¹(W_gᵀ · dY_g)` (col⁻¹ adds each column back where it was read);
+//! - weight gradient: `dW_g = Σ_b dY_g · col(X_g)ᵀ`, accumulated per thread, then summed.
+//!
+//! A 1x1 convolution with stride 1 and no padding needs no im2col: `col(X) = X`. Depthwise
+//! convolutions (one input channel per group) use a direct loop instead of a `[1, kH kW]` GEMM.
+//!
+//! Nothing here knows about Burn; `super::flex` moves tensors in and out.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+thread_local! {
+    /// Each thread's im2col buffer, kept between calls: a fresh multi-megabyte allocation per
+    /// image costs more in page faults than the copy it holds.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` with this thread's scratch buffer resized to `len`.
+fn with_scratch<R>(len: usize, work: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        if scratch.len() < len {
+            scratch.resize(len, 0.0);
+        }
+        work(&mut scratch[..len])
+    })
+}
+
+/// The shapes and options of one convolution, checked once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Batch size.
+    pub batch: usize,
+    /// Input channels (all groups).
+    pub in_channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Output channels (all groups).
+    pub out_channels: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along height and width.
+    pub stride: [usize; 2],
+    /// Padding before the first row and column (the padding after them only shapes the output).
+    pub padding: [usize; 2],
+    /// Dilation along height and width.
+    pub dilation: [usize; 2],
+    /// Number of groups.
+    pub groups: usize,
+    /// Output height.
+    pub out_height: usize,
+    /// Output width.
+    pub out_width: usize,
+}
+
+impl ConvGeometry {
+    /// The geometry of `x [B, C_in, H, W]` convolved with `w [C_out, C_in/groups, kH, kW]`, with
+    /// `(begin, end)` paddings per spatial dimension; an error says what does not fit.
+    pub fn new(
+        x: [usize; 4],
+        w: [usize; 4],
+        stride: [usize; 2],
+        padding: [(usize, usize); 2],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> Result<Self, String> {
+        let [batch, in_channels, height, width] = x;
+        let [out_channels, group_in, kh, kw] = w;
+        if groups == 0 || stride.contains(&0) || dilation.contains(&0) {
+            return Err(format!(
+                "stride {stride:?}, dilation {dilation:?} and groups {groups} must be positive"
+            ));
+        }
+        if in_channels % groups != 0
+            || out_channels % groups != 0
+            || group_in * groups != in_channels
+        {
+            return Err(format!(
+                "input {x:?} and weight {w:?} do not fit {groups} group(s): the weight's second \
+                 dimension must be C_in / groups and C_out must divide into the groups"
+            ));
+        }
+        let out_size = |size: usize, (begin, end): (usize, usize), k: usize, s: usize, d: usize| {
+            let span = d * (k.max(1) - 1) + 1;
+            (size + begin + end)
+                .checked_sub(span)
+                .map(|room| room / s + 1)
+        };
+        let out_height = out_size(height, padding[0], kh, stride[0], dilation[0]);
+        let out_width = out_size(width, padding[1], kw, stride[1], dilation[1]);
+        match (out_height, out_width) {
+            (Some(out_height), Some(out_width)) if kh > 0 && kw > 0 => Ok(Self {
+                batch,
+                in_channels,
+                height,
+                width,
+                out_channels,
+                kernel: [kh, kw],
+                stride,
+                padding: [padding[0].0, padding[1].0],
+                dilation,
+                groups,
+                out_height,
+                out_width,
+            }),
+            _ => Err(format!(
+                "kernel {:?} (dilation {dilation:?}) does not fit the padded input {:?}",
+                [kh, kw],
+                [
+                    height + padding[0].0 + padding[0].1,
+                    width + padding[1].0 + padding[1].1
+                ]
+            )),
+        }
+    }
+
+    /// Input channels per group.
+    fn group_in(&self) -> usize {
+        self.in_channels / self.groups
+    }
+
+    /// Output channels per group.
+    fn group_out(&self) -> usize {
+        self.out_channels / self.groups
+    }
+
+    /// Rows of one group's im2col matrix: `C_in/groups * kH * kW`.
+    fn col_rows(&self) -> usize {
+        self.group_in() * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Columns of the im2col matrix: output positions per image.
+    fn col_cols(&self) -> usize {
+        self.out_height * self.out_width
+    }
+
+    /// Elements of one input image.
+    fn image_len(&self) -> usize {
+        self.in_channels * self.height * self.width
+    }
+
+    /// Elements of one output image.
+    fn out_image_len(&self) -> usize {
+        self.out_channels * self.col_cols()
+    }
+
+    /// Elements of the weight.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.col_rows()
+    }
+
+    /// Elements of the output.
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_image_len()
+    }
+
+    /// Output shape `[B, C_out, H_out, W_out]`.
+    pub fn output_shape(&self) -> [usize; 4] {
+        [
+            self.batch,
+            self.out_channels,
+            self.out_height,
+            self.out_width,
+        ]
+    }
+
+    /// A 1x1 convolution that reads every input pixel once, in order: `col(X) = X`.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.padding == [0, 0]
+            && self.out_height == self.height
+            && self.out_width == self.width
+    }
+
+    /// One input channel and one output channel per group.
+    fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.group_in() == 1 && self.group_out() == 1
+    }
+
+    /// For kernel offset `k` along a dimension, the input coordinate read by output `o`:
+    /// `o * stride + k * dilation - padding`, `None` where it falls in the padding.
+    #[inline]
+    fn source(
+        o: usize,
+        k: usize,
+        stride: usize,
+        dilation: usize,
+        padding: usize,
+        size: usize,
+    ) -> Option<usize> {
+        (o * stride + k * dilation)
+            .checked_sub(padding)
+            .filter(|&i| i < size)
+    }
+
+    /// The outputs `lo..hi` (of `count`) whose input coordinate for kernel offset `k` lies inside
+    /// the image; the first of them reads input `lo * stride + k * dilation - padding`.
+    #[inline]
+    fn inside(
+        count: usize,
+        k: usize,
+        stride: usize,
+        dilation: usize,
+        padding: usize,
+        size: usize,
+    ) -> (usize, usize) {
+        let shift = k * dilation;
+        let lo = padding.saturating_sub(shift).div_ceil(stride);
+        let hi = if size + padding > shift {
+            ((size + padding - shift - 1) / stride + 1).min(count)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+}
+
+/// A row-major view of a matrix inside a slice, with explicit strides (a transpose is a swap).
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            data: self.data,
+        }
+    }
+
+    fn last_index(&self) -> usize {
+        (self.rows.max(1) - 1) * self.row_stride + (self.cols.max(1) - 1) * self.col_stride
+    }
+}
+
+/// `dst = a · b` (or `dst += a · b` when `accumulate`), `dst` row-major `[a.rows, b.cols]`.
+fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
+    assert_eq!(a.cols, b.rows, "matmul: inner dimensions");
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    assert!(
+        a.last_index() < a.data.len() && b.last_index() < b.data.len(),
+        "matmul: operand out of bounds"
+    );
+    // SAFETY: every index gemm touches is below the bounds asserted above (row-major dst of
+    // m x n; a and b read at most at their last index); the slices do not alias (`dst` is the
+    // only mutable borrow).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Fills `col [K, N]` for one group of one image (`x` holds that group's channels).
+fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
+    let [kh, kw] = g.kernel;
+    let (oh, ow) = (g.out_height, g.out_width);
+    let plane = g.height * g.width;
+    for c in 0..g.group_in() {
+        let channel = &x[c * plane..(c + 1) * plane];
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = &mut col[((c * kh + i) * kw + j) * oh * ow..][..oh * ow];
+                for oy in 0..oh {
+                    let out = &mut row[oy * ow..(oy + 1) * ow];
+                    let Some(iy) = ConvGeometry::source(
+                        oy,
+                        i,
+                        g.stride[0],
+                        g.dilation[0],
+                        g.padding[0],
+                        g.height,
+                    ) else {
+                        out.fill(0.0);
+                        continue;
+                    };
+                    let line = &channel[iy * g.width..(iy + 1) * g.width];
+                    let (lo, hi) = ConvGeometry::inside(
+                        ow,
+                        j,
+                        g.stride[1],
+                        g.dilation[1],
+                        g.padding[1],
+                        g.width,
+                    );
+                    out[..lo].fill(0.0);
+                    out[hi..].fill(0.0);
+                    if hi > lo {
+                        let first = lo * g.stride[1] + j * g.dilation[1] - g.padding[1];
+                        if g.stride[1] == 1 {
+                            out[lo..hi].copy_from_slice(&line[first..first + hi - lo]);
+                        } else {
+                            let line = &line[first..];
+                            for (n, value) in out[lo..hi].iter_mut().enumerate() {
+                                *value = line[n * g.stride[1]];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `col [K, N]` back into the image gradient `dx` (one group of one image): the adjoint of
+/// [`im2col`].
+fn col2im(g: &ConvGeometry, col: &[f32], dx: &mut [f32]) {
+    let [kh, kw] = g.kernel;
+    let (oh, ow) = (g.out_height, g.out_width);
+    let plane = g.height * g.width;
+    for c in 0..g.group_in() {
+        let channel = &mut dx[c * plane..(c + 1) * plane];
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = &col[((c * kh + i) * kw + j) * oh * ow..][..oh * ow];
+                for oy in 0..oh {
+                    let Some(iy) = ConvGeometry::source(
+                        oy,
+                        i,
+                        g.stride[0],
+                        g.dilation[0],
+                        g.padding[0],
+                        g.height,
+                    ) else {
+                        continue;
+                    };
+                    let line = &mut channel[iy * g.width..(iy + 1) * g.width];
+                    let (lo, hi) = ConvGeometry::inside(
+                        ow,
+                        j,
+                        g.stride[1],
+                        g.dilation[1],
+                        g.padding[1],
+                        g.width,
+                    );
+                    if hi > lo {
+                        let first = lo * g.stride[1] + j * g.dilation[1] - g.padding[1];
+                        let values = &row[oy * ow + lo..oy * ow + hi];
+                        if g.stride[1] == 1 {
+                            let line = &mut line[first..first + values.len()];
+                            line.iter_mut().zip(values).for_each(|(a, b)| *a += b);
+                        } else {
+                            let line = &mut line[first..];
+                            for (n, &value) in values.iter().enumerate() {
+                                line[n * g.stride[1]] += value;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The forward convolution without bias: returns `[B, C_out, H_out, W_out]`, contiguous.
+pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    assert_eq!(
+        x.len(),
+        g.batch * g.image_len(),
+        "conv forward: input length"
+    );
+    assert_eq!(w.len(), g.weight_len(), "conv forward: weight length");
+    let mut out = vec![0.0; g.output_len()];
+    if g.output_len() == 0 {
+        return out;
+    }
+    if g.is_depthwise() {
+        out.par_chunks_mut(g.col_cols())
+            .enumerate()
+            .for_each(|(plane, out)| {
+                let (b, c) = (plane / g.out_channels, plane % g.out_channels);
+                let x = &x[(b * g.in_channels + c) * g.height * g.width..][..g.height * g.width];
+                depthwise_plane(g, x, &w[c * g.col_rows()..][..g.col_rows()], out);
+            });
+        return out;
+    }
+    let (k, n) = (g.col_rows(), g.col_cols());
+    let group_out = g.group_out();
+    let group_image = g.group_in() * g.height * g.width;
+    let scratch = if g.is_pointwise() { 0 } else { k * n };
+    out.par_chunks_mut(g.out_image_len())
+        .enumerate()
+        .for_each(|(b, out)| {
+            with_scratch(scratch, |col| {
+                let image = &x[b * g.image_len()..][..g.image_len()];
+                for group in 0..g.groups {
+                    let xg = &image[group * group_image..][..group_image];
+                    let cols = if g.is_pointwise() {
+                        xg
+                    } else {
+                        im2col(g, xg, col);
+                        &col[..]
+                    };
+                    let wg = Mat::new(&w[group * group_out * k..][..group_out * k], group_out, k);
+                    matmul(
+                        &mut out[group * group_out * n..][..group_out * n],
+                        wg,
+                        Mat::new(cols, k, n),
+                        false,
+                    );
+                }
+            })
+        });
+    out
+}
+
+/// One depthwise output plane: `out[o] = Σ_{i,j} w[i,j] x[src(o, i, j)]`.
+fn depthwise_plane(g: &ConvGeometry, x: &[f32], w: &[f32], out: &mut [f32]) {
+    let [kh, kw] = g.kernel;
+    for i in 0..kh {
+        for oy in 0..g.out_height {
+            let Some(iy) =
+                ConvGeometry::source(oy, i, g.stride[0], g.dilation[0], g.padding[0], g.height)
+            else {
+                continue;
+            };
+            let line = &x[iy * g.width..][..g.width];
+            let out = &mut out[oy * g.out_width..][..g.out_width];
+            for j in 0..kw {
+                let weight = w[i * kw + j];
+                for (ox, value) in out.iter_mut().enumerate() {
+                    if let Some(ix) = ConvGeometry::source(
+                        ox,
+                        j,
+                        g.stride[1],
+                        g.dilation[1],
+                        g.padding[1],
+                        g.width,
+                    ) {
+                        *value += weight * line[ix];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The gradient of the input, `[B, C_in, H, W]`, from the output gradient `dy`.
+pub fn input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert_eq!(
+        w.len(),
+        g.weight_len(),
+        "conv input gradient: weight length"
+    );
+    assert_eq!(
+        dy.len(),
+        g.output_len(),
+        "conv input gradient: output-gradient length"
+    );
+    let mut dx = vec![0.0; g.batch * g.image_len()];
+    if dx.is_empty() {
+        return dx;
+    }
+    let (k, n) = (g.col_rows(), g.col_cols());
+    if g.is_depthwise() {
+        dx.par_chunks_mut(g.height * g.width)
+            .enumerate()
+            .for_each(|(plane, dx)| {
+                let (b, c) = (plane / g.in_channels, plane % g.in_channels);
+                let dy = &dy[(b * g.out_channels + c) * n..][..n];
+                let w = &w[c * k..][..k];
+                depthwise_input_plane(g, w, dy, dx);
+            });
+        return dx;
+    }
+    let group_out = g.group_out();
+    let group_image = g.group_in() * g.height * g.width;
+    let scratch = if g.is_pointwise() { 0 } else { k * n };
+    dx.par_chunks_mut(g.image_len())
+        .enumerate()
+        .for_each(|(b, dx)| {
+            with_scratch(scratch, |col| {
+                let dy = &dy[b * g.out_image_len()..][..g.out_image_len()];
+                for group in 0..g.groups {
+                    let wg = Mat::new(&w[group * group_out * k..][..group_out * k], group_out, k);
+                    let dyg = Mat::new(&dy[group * group_out * n..][..group_out * n], group_out, n);
+                    let dxg = &mut dx[group * group_image..][..group_image];
+                    if g.is_pointwise() {
+                        matmul(dxg, wg.t(), dyg, false);
+                    } else {
+                        matmul(col, wg.t(), dyg, false);
+                        col2im(g, col, dxg);
+                    }
+                }
+            })
+        });
+    dx
+}
+
+/// The adjoint of [`depthwise_plane`] for one plane.
+fn depthwise_input_plane(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let [kh, kw] = g.kernel;
+    for i in 0..kh {
+        for oy in 0..g.out_height {
+            let Some(iy) =
+                ConvGeometry::source(oy, i, g.stride[0], g.dilation[0], g.padding[0], g.height)
+            else {
+                continue;
+            };
+            let line = &mut dx[iy * g.width..][..g.width];
+            let dy = &dy[oy * g.out_width..][..g.out_width];
+            for j in 0..kw {
+                let weight = w[i * kw + j];
+                for (ox, &grad) in dy.iter().enumerate() {
+                    if let Some(ix) = ConvGeometry::source(
+                        ox,
+                        j,
+                        g.stride[1],
+                        g.dilation[1],
+                        g.padding[1],
+                        g.width,
+                    ) {
+                        line[ix] += weight * grad;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The gradient of the weight, `[C_out, C_in/groups, kH, kW]`, from the input `x` and the output
+/// gradient `dy`: each thread sums a contiguous share of the batch, then the shares are added in
+/// a fixed order (the result does not depend on scheduling).
+pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert_eq!(
+        x.len(),
+        g.batch * g.image_len(),
+        "conv weight gradient: input length"
+    );
+    assert_eq!(
+        dy.len(),
+        g.output_len(),
+        "conv weight gradient: output-gradient length"
+    );
+    let len = g.weight_len();
+    if g.batch == 0 || len == 0 {
+        return vec![0.0; len];
+    }
+    let shares = rayon::current_num_threads().clamp(1, g.batch);
+    let per_share = g.batch.div_ceil(shares);
+    let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(per_share))
+        .into_par_iter()
+        .map(|share| {
+            let images = share * per_share..((share + 1) * per_share).min(g.batch);
+            let mut dw = vec![0.0; len];
+            weight_grad_images(g, x, dy, images, &mut dw);
+            dw
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().unwrap_or_else(|| vec![0.0; len]);
+    for partial in partials {
+        dw.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
+    }
+    dw
+}
+
+/// Adds the weight gradient of `images` into `dw`.
+fn weight_grad_images(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    images: std::ops::Range<usize>,
+    dw: &mut [f32],
+) {
+    let (k, n) = (g.col_rows(), g.col_cols());
+    let plane = g.height * g.width;
+    if g.is_depthwise() {
+        for b in images {
+            for c in 0..g.out_channels {
+                let x = &x[(b * g.in_channels + c) * plane..][..plane];
+                let dy = &dy[(b * g.out_channels + c) * n..][..n];
+                depthwise_weight_plane(g, x, dy, &mut dw[c * k..][..k]);
+            }
+        }
+        return;
+    }
+    let scratch = if g.is_pointwise() { 0 } else { k * n };
+    with_scratch(scratch, |col| {
+        weight_grad_group_images(g, x, dy, images, dw, col)
+    });
+}
+
+/// The im2col path of [`weight_grad_images`], with the thread's scratch as `col`.
+fn weight_grad_group_images(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    images: std::ops::Range<usize>,
+    dw: &mut [f32],
+    col: &mut [f32],
+) {
+    let (k, n) = (g.col_rows(), g.col_cols());
+    let group_out = g.group_out();
+    let group_image = g.group_in() * g.height * g.width;
+    for b in images {
+        let image = &x[b * g.image_len()..][..g.image_len()];
+        let dy = &dy[b * g.out_image_len()..][..g.out_image_len()];
+        for group in 0..g.groups {
+            let xg = &image[group * group_image..][..group_image];
+            let cols = if g.is_pointwise() {
+                xg
+            } else {
+                im2col(g, xg, col);
+                &col[..]
+            };
+            let dyg = Mat::new(&dy[group * group_out * n..][..group_out * n], group_out, n);
+            matmul(
+                &mut dw[group * group_out * k..][..group_out * k],
+                dyg,
+                Mat::new(cols, k, n).t(),
+                true,
+            );
+        }
+    }
+}
+
+/// Adds one plane's depthwise weight gradient: `dw[i,j] += Σ_o dy[o] x[src(o, i, j)]`.
+fn depthwise_weight_plane(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let [kh, kw] = g.kernel;
+    for i in 0..kh {
+        for oy in 0..g.out_height {
+            let Some(iy) =
+                ConvGeometry::source(oy, i, g.stride[0], g.dilation[0], g.padding[0], g.height)
+            else {
+                continue;
+            };
+            let line = &x[iy * g.width..][..g.width];
+            let dy = &dy[oy * g.out_width..][..g.out_width];
+            for j in 0..kw {
+                let mut sum = 0.0;
+                for (ox, &grad) in dy.iter().enumerate() {
+                    if let Some(ix) = ConvGeometry::source(
+                        ox,
+                        j,
+                        g.stride[1],
+                        g.dilation[1],
+                        g.padding[1],
+                        g.width,
+                    ) {
+                        sum += grad * line[ix];
+                    }
+                }
+                dw[i * kw + j] += sum;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The convolution by its definition, summed in f64: the reference of these unit tests.
+    fn naive(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f64> {
+        let mut out = vec![0.0; g.output_len()];
+        let (gi, go) = (g.group_in(), g.group_out());
+        for b in 0..g.batch {
+            for o in 0..g.out_channels {
+                let group = o / go;
+                for oy in 0..g.out_height {
+                    for ox in 0..g.out_width {
+                        let mut sum = 0.0f64;
+                        for c in 0..gi {
+                            for i in 0..g.kernel[0] {
+                                for j in 0..g.kernel[1] {
+                                    let iy = ConvGeometry::source(
+                                        oy,
+                                        i,
+                                        g.stride[0],
+                                        g.dilation[0],
+                                        g.padding[0],
+                                        g.height,
+                                    );
+                                    let ix = ConvGeometry::source(
+                                        ox,
+                                        j,
+                                        g.stride[1],
+                                        g.dilation[1],
+                                        g.padding[1],
+                                        g.width,
+                                    );
+                                    if let (Some(iy), Some(ix)) = (iy, ix) {
+                                        let xv = x[((b * g.in_channels + group * gi + c)
+                                            * g.height
+                                            + iy)
+                                            * g.width
+                                            + ix];
+                                        let wv =
+                                            w[((o * gi + c) * g.kernel[0] + i) * g.kernel[1] + j];
+                                        sum += xv as f64 * wv as f64;
+                                    }
+                                }
+                            }
+                        }
+                        out[((b * g.out_channels + o) * g.out_height + oy) * g.out_width + ox] =
+                            sum;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// Forward against the definition; gradients against the adjoint identities
+    /// `<dY, conv(X, W)> = <dX, X> = <dW, W>` (the convolution is bilinear).
+    #[test]
+    fn forward_and_gradients_match_the_definition() {
+        let cases = [
+            // x, w, stride, padding, dilation, groups
+            (
+                [2, 3, 7, 6],
+                [4, 3, 3, 3],
+                [1, 1],
+                [(1, 1), (1, 1)],
+                [1, 1],
+                1,
+            ),
+            (
+                [3, 4, 9, 8],
+                [6, 2, 3, 2],
+                [2, 1],
+                [(2, 0), (1, 2)],
+                [1, 2],
+                2,
+            ),
+            (
+                [2, 5, 6, 6],
+                [5, 1, 3, 3],
+                [2, 2],
+                [(1, 1), (1, 1)],
+                [1, 1],
+                5,
+            ),
+            (
+                [2, 4, 5, 5],
+                [3, 4, 1, 1],
+                [1, 1],
+                [(0, 0), (0, 0)],
+                [1, 1],
+                1,
+            ),
+            (
+                [1, 2, 4, 4],
+                [2, 2, 1, 1],
+                [2, 2],
+                [(0, 0), (0, 0)],
+                [1, 1],
+                1,
+            ),
+        ];
+        for (case, (xs, ws, stride, padding, dilation, groups)) in cases.into_iter().enumerate() {
+            let g = ConvGeometry::new(xs, ws, stride, padding, dilation, groups).unwrap();
+            let x = values(xs.iter().product(), 1 + case as u64);
+            let w = values(ws.iter().product(), 100 + case as u64);
+            let dy = values(g.output_len(), 200 + case as u64);
+            let y = forward(&g, &x, &w);
+            for (a, b) in y.iter().zip(naive(&g, &x, &w)) {
+                assert!(
+                    (*a as f64 - b).abs() < 1e-5,
+                    "case {case}: forward {a} vs {b}"
+                );
+            }
+            let dot = |a: &[f32], b: &[f32]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+            };
+            let reference = naive(&g, &x, &w)
+                .iter()
+                .zip(&dy)
+                .map(|(a, b)| a * *b as f64)
+                .sum::<f64>();
+            let dx = input_grad(&g, &w, &dy);
+            let dw = weight_grad(&g, &x, &dy);
+            assert!(
+                (dot(&dx, &x) - reference).abs() < 1e-4,
+                "case {case}: input gradient"
+            );
+            assert!(
+                (dot(&dw, &w) - reference).abs() < 1e-4,
+                "case {case}: weight gradient"
+            );
+        }
+    }
+
+    /// The range arithmetic agrees with the per-element definition everywhere.
+    #[test]
+    fn inside_is_where_source_is_some() {
+        for count in 0..6 {
+            for k in 0..4 {
+                for stride in 1..4 {
+                    for dilation in 1..3 {
+                        for padding in 0..4 {
+                            for size in 1..7 {
+                                let (lo, hi) =
+                                    ConvGeometry::inside(count, k, stride, dilation, padding, size);
+                                for o in 0..count {
+                                    let some =
+                                        ConvGeometry::source(o, k, stride, dilation, padding, size)
+                                            .is_some();
+                                    assert_eq!(
+                                        some,
+                                        (lo..hi).contains(&o),
+                                        "{count} {k} {stride} {dilation} {padding} {size} {o}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn geometry_rejects_what_does_not_fit() {
+        assert!(
+            ConvGeometry::new([1, 3, 2, 2], [4, 3, 3, 3], [1, 1], [(0, 0); 2], [1, 1], 1).is_err()
+        );
+        assert!(
+            ConvGeometry::new([1, 3, 8, 8], [4, 2, 3, 3], [1, 1], [(1, 1); 2], [1, 1], 1).is_err()
+        );
+        assert!(
+            ConvGeometry::new([1, 4, 8, 8], [4, 2, 3, 3], [0, 1], [(1, 1); 2], [1, 1], 2).is_err()
+        );
+        let g =
+            ConvGeometry::new([1, 4, 8, 8], [6, 2, 3, 3], [2, 2], [(1, 1); 2], [1, 1], 2).unwrap();
+        assert_eq!(g.output_shape(), [1, 6, 4, 4]);
+    }
+}

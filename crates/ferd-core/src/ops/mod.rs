@@ -1,0 +1,126 @@
+//! ferd's own operations, where Burn's CPU backend is slow for the small networks ferd trains.
+//!
+//! [`conv2d`] is a drop-in for `burn::tensor::module::conv2d`. On Flex with f32 tensors it runs
+//! ferd's im2col + GEMM kernels (forward, and on an autodiff device the input and weight
+//! gradients too, see `docs/performance.md`); on every other backend and dtype it calls Burn's
+//! op unchanged. The environment variable [`KERNELS_VAR`] set to `burn` forces Burn's op
+//! everywhere, for comparisons.
+
+pub mod conv_cpu;
+#[cfg(feature = "flex")]
+mod flex;
+
+use std::sync::OnceLock;
+
+use burn::tensor::Tensor;
+use burn::tensor::module::conv2d as burn_conv2d;
+use burn::tensor::ops::ConvOptions;
+
+use crate::error::{Result, shape_error};
+use conv_cpu::ConvGeometry;
+
+/// The environment variable that selects the convolution kernels: `ferd` (default) or `burn`.
+pub const KERNELS_VAR: &str = "FERD_KERNELS";
+
+/// Which implementation [`conv2d`] uses where ferd has its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// ferd's CPU kernels on Flex (the default).
+    Ferd,
+    /// Burn's ops everywhere.
+    Burn,
+}
+
+/// The kernels chosen by [`KERNELS_VAR`], read once per process.
+pub fn kernels() -> Kernels {
+    static CHOICE: OnceLock<Kernels> = OnceLock::new();
+    *CHOICE.get_or_init(|| match std::env::var(KERNELS_VAR).as_deref() {
+        Ok("burn") => Kernels::Burn,
+        _ => Kernels::Ferd,
+    })
+}
+
+/// Checks that `x` and `weight` fit `options`, with an error that names the shapes.
+pub fn check_conv2d(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> Result<()> {
+    ConvGeometry::new(
+        x,
+        weight,
+        options.stride,
+        options.padding,
+        options.dilation,
+        options.groups,
+    )
+    .map(|_| ())
+    .map_err(|detail| shape_error("conv2d", detail))
+}
+
+/// A 2-D convolution, `[B, C_in, H, W] x [C_out, C_in/groups, kH, kW] -> [B, C_out, H', W']`,
+/// as `burn::tensor::module::conv2d` computes it (same options, same gradients), on ferd's
+/// kernels where it has them.
+///
+/// # Panics
+/// If the shapes do not fit the options (as Burn's op does); [`check_conv2d`] tells first.
+///
+/// # Examples
+/// ```
+/// use burn::tensor::{Device, Tensor, ops::ConvOptions};
+/// let device = Device::default();
+/// let x = Tensor::<4>::ones([1, 1, 4, 4], &device);
+/// let w = Tensor::<4>::ones([2, 1, 3, 3], &device);
+/// let y = ferd_core::ops::conv2d(x, w, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
+/// assert_eq!(y.dims(), [1, 2, 4, 4]);
+/// // The centre sees all nine ones, a corner four.
+/// let values = y.into_data().try_to_vec::<f32>().unwrap();
+/// assert_eq!((values[5], values[0]), (9.0, 4.0));
+/// ```
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    if let Err(error) = check_conv2d(x.dims(), weight.dims(), &options) {
+        panic!("{error}");
+    }
+    if !uses_ferd_kernels(&x, &weight) {
+        return burn_conv2d(x, weight, bias, options);
+    }
+    #[cfg(feature = "flex")]
+    {
+        use burn::backend::Dispatch;
+        let y = Tensor::<4>::from_dispatch(<Dispatch as flex::ConvBackend>::ferd_conv2d(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            options,
+        ));
+        match bias {
+            Some(bias) => {
+                let channels = bias.dims()[0];
+                y + bias.reshape([1, channels, 1, 1])
+            }
+            None => y,
+        }
+    }
+    #[cfg(not(feature = "flex"))]
+    unreachable!("ferd's kernels exist only with the flex feature")
+}
+
+/// Whether [`conv2d`] takes ferd's kernels for these tensors: Flex (plain or autodiff), f32 on
+/// both sides, and not switched off by [`KERNELS_VAR`].
+fn uses_ferd_kernels(x: &Tensor<4>, weight: &Tensor<4>) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        kernels() == Kernels::Ferd
+            && x.dtype() == burn::tensor::DType::F32
+            && weight.dtype() == burn::tensor::DType::F32
+            && matches!(
+                x.device().as_dispatch().clone().inner(),
+                burn::backend::DispatchDevice::Flex(_)
+            )
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (x, weight);
+        false
+    }
+}

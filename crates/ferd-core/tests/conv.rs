@@ -1,0 +1,141 @@
+//! `ops::conv2d` against Burn's `module::conv2d` on random shapes, strides, paddings, dilations
+//! and groups: the output and the gradients of input, weight and bias, within 1e-4 (relative to
+//! the largest value). On Flex this compares ferd's kernels with Burn's; on other backends both
+//! sides are Burn's op and the test checks the routing.
+
+use burn::tensor::module::conv2d as burn_conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor};
+use ferd_core::device::test_device;
+use ferd_core::ops::{check_conv2d, conv2d};
+use ferd_core::random::{normal, rng};
+use rand::Rng;
+
+/// One random convolution problem.
+#[derive(Debug, Clone)]
+struct Case {
+    x: [usize; 4],
+    w: [usize; 4],
+    options: ConvOptions<2>,
+    bias: bool,
+}
+
+fn random_case(seed: u64) -> Case {
+    let mut r = rng(seed);
+    loop {
+        let groups = [1, 1, 1, 2, 3][r.random_range(0..5)];
+        let depthwise = r.random_bool(0.2);
+        let (groups, group_in, group_out) = if depthwise {
+            let c = r.random_range(1..6);
+            (c, 1, 1)
+        } else {
+            (groups, r.random_range(1..5), r.random_range(1..5))
+        };
+        let kernel = [r.random_range(1..4), r.random_range(1..4)];
+        let stride = [r.random_range(1..3), r.random_range(1..3)];
+        let dilation = [r.random_range(1..3), r.random_range(1..3)];
+        let padding = [
+            (r.random_range(0..3), r.random_range(0..3)),
+            (r.random_range(0..3), r.random_range(0..3)),
+        ];
+        let x = [
+            r.random_range(1..4),
+            groups * group_in,
+            r.random_range(1..10),
+            r.random_range(1..10),
+        ];
+        let w = [groups * group_out, group_in, kernel[0], kernel[1]];
+        let options = ConvOptions::new_with_padding(stride, padding, dilation, groups);
+        if check_conv2d(x, w, &options).is_ok() {
+            return Case {
+                x,
+                w,
+                options,
+                bias: r.random_bool(0.5),
+            };
+        }
+    }
+}
+
+/// Output, and the gradients of x, weight and bias of `sum(y * probe)`.
+fn run(
+    case: &Case,
+    device: &Device,
+    seed: u64,
+    conv: impl Fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvOptions<2>) -> Tensor<4>,
+) -> Vec<Vec<f32>> {
+    let mut r = rng(seed);
+    let autodiff = device.clone().autodiff();
+    let x = normal(&mut r, case.x, 0.0, 1.0, &autodiff).require_grad();
+    let w = normal(&mut r, case.w, 0.0, 1.0, &autodiff).require_grad();
+    let b = normal(&mut r, [case.w[0]], 0.0, 1.0, &autodiff).require_grad();
+    let y = conv(
+        x.clone(),
+        w.clone(),
+        case.bias.then(|| b.clone()),
+        case.options.clone(),
+    );
+    let probe = normal(&mut r, y.dims(), 0.0, 1.0, &autodiff);
+    let grads = (y.clone() * probe).sum().backward();
+    let values = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+    let mut out = vec![
+        values(y.inner()),
+        values(x.grad(&grads).unwrap()),
+        values(w.grad(&grads).unwrap()),
+    ];
+    if case.bias {
+        out.push(
+            b.grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+        );
+    }
+    out
+}
+
+#[test]
+fn conv2d_matches_burn_forward_and_gradients() {
+    let device = test_device();
+    for seed in 0..60 {
+        let case = random_case(seed);
+        let ours = run(&case, &device, 1000 + seed, conv2d);
+        let burn = run(&case, &device, 1000 + seed, burn_conv2d);
+        for (what, (a, b)) in ["output", "input grad", "weight grad", "bias grad"]
+            .iter()
+            .zip(ours.iter().zip(&burn))
+        {
+            assert_eq!(a.len(), b.len(), "{what} of {case:?}");
+            let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            for (i, (p, q)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (p - q).abs() <= 1e-4 * scale,
+                    "{what}[{i}] of {case:?}: ferd {p} vs burn {q}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn plain_tensors_take_the_same_path() {
+    let device = test_device();
+    let case = random_case(7);
+    let mut r = rng(8);
+    let x = normal(&mut r, case.x, 0.0, 1.0, &device);
+    let w = normal(&mut r, case.w, 0.0, 1.0, &device);
+    let a = conv2d(x.clone(), w.clone(), None, case.options.clone());
+    let b = burn_conv2d(x, w, None, case.options);
+    let diff: f32 = (a - b).abs().max().into_scalar();
+    assert!(diff < 1e-4, "max difference {diff}");
+}
+
+#[test]
+fn shapes_that_do_not_fit_are_refused_with_their_sizes() {
+    let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+    let error = check_conv2d([1, 3, 2, 2], [4, 3, 3, 3], &options).unwrap_err();
+    assert!(error.to_string().contains("[3, 3]"), "{error}");
+    let error = check_conv2d([1, 3, 8, 8], [4, 2, 3, 3], &options).unwrap_err();
+    assert!(error.to_string().contains("group"), "{error}");
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# ferd next to PyTorch on this machine, with the same number of threads on both sides, printed
+# as one Markdown table (docs/performance.md keeps a copy with the date and the machine).
+#
+#   tools/bench/compare.sh [THREADS]        # default 2; keep the machine otherwise idle
+#
+# ferd: `cargo bench` (release, criterion medians; the attack bench is one timed run) with
+# RAYON_NUM_THREADS=THREADS. PyTorch: tools/bench/torch_*.py (medians) with
+# torch.set_num_threads(THREADS). Environment: PYTHON (default python3, needs torch, torchattacks,
+# safetensors), FERD_BENCH_IMAGES (images of the attack workloads, default 200), FERD_KERNELS=burn
+# (Burn's convolution instead of ferd's, for the "before" column). Not part of CI.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+threads="${1:-2}"
+python="${PYTHON:-python3}"
+export RAYON_NUM_THREADS="$threads" THREADS="$threads" OMP_NUM_THREADS="$threads"
+export FERD_BENCH_IMAGES="${FERD_BENCH_IMAGES:-200}"
+
+cargo bench --bench models --bench ferd -- --noplot >&2
+cargo bench --bench attacks >&2
+
+echo "$(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $threads threads, kernels ${FERD_KERNELS:-ferd}"
+echo
+echo "| workload | PyTorch | ferd | ferd / PyTorch |"
+echo "|---|---|---|---|"
+"$python" tools/bench/torch_models.py
+"$python" tools/bench/torch_ferd.py
+"$python" tools/bench/torch_attacks.py --threads "$threads"
