@@ -76,12 +76,10 @@ fn padding_pairs(
     stride: [usize; 2],
 ) -> [(usize, usize); 2] {
     let same = |d: usize| {
-        let out = size[d].div_ceil(stride[d]);
-        let total = (out.max(1) - 1) * stride[d] + kernel[d];
-        let total = if out == 0 {
-            0
-        } else {
-            total.saturating_sub(size[d])
+        // The padding that gives `ceil(size / stride)` outputs.
+        let total = match size[d].div_ceil(stride[d]) {
+            0 => 0,
+            out => ((out - 1) * stride[d] + kernel[d]).saturating_sub(size[d]),
         };
         (total / 2, total - total / 2)
     };

@@ -15,6 +15,7 @@
 //! Nothing here knows about Burn; `super::flex` moves tensors in and out.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -190,8 +191,9 @@ impl ConvGeometry {
     }
 
     /// For kernel offset `k` along a dimension, the input coordinate read by output `o`:
-    /// `o * stride + k * dilation - padding`, `None` where it falls in the padding.
-    #[inline]
+    /// `o * stride + k * dilation - padding`, `None` where it falls in the padding. The
+    /// definition that [`ConvGeometry::tap`]'s ranges are tested against.
+    #[cfg(test)]
     fn source(
         o: usize,
         k: usize,
@@ -224,6 +226,75 @@ impl ConvGeometry {
             0
         };
         (lo.min(hi), hi)
+    }
+
+    /// Where kernel tap `(i, j)` reads the input: see [`Tap`].
+    fn tap(&self, i: usize, j: usize) -> Tap {
+        let along = |d: usize, k: usize, count: usize, size: usize| {
+            let (lo, hi) = Self::inside(
+                count,
+                k,
+                self.stride[d],
+                self.dilation[d],
+                self.padding[d],
+                size,
+            );
+            // Exact whenever the range is not empty (then the coordinate is inside the image).
+            let first =
+                (lo * self.stride[d] + k * self.dilation[d]).saturating_sub(self.padding[d]);
+            (lo..hi, first)
+        };
+        let (rows, first_row) = along(0, i, self.out_height, self.height);
+        let (cols, first_col) = along(1, j, self.out_width, self.width);
+        Tap {
+            rows,
+            cols,
+            first_row,
+            first_col,
+            stride: self.stride,
+        }
+    }
+}
+
+/// The outputs for which one kernel tap reads inside the image form a rectangle, `rows x cols`;
+/// output `(rows.start + a, cols.start + b)` reads input
+/// `(first_row + a * stride[0], first_col + b * stride[1])`. Everywhere else the tap reads padding.
+struct Tap {
+    rows: Range<usize>,
+    cols: Range<usize>,
+    first_row: usize,
+    first_col: usize,
+    stride: [usize; 2],
+}
+
+impl Tap {
+    /// The input row read by output row `oy` (one of `rows`).
+    fn input_row(&self, oy: usize) -> usize {
+        self.first_row + (oy - self.rows.start) * self.stride[0]
+    }
+
+    /// `dst[b] = line[first_col + b * stride]` for the tap's columns of one output row.
+    fn gather(&self, dst: &mut [f32], line: &[f32]) {
+        let line = &line[self.first_col..];
+        if self.stride[1] == 1 {
+            dst.copy_from_slice(&line[..dst.len()]);
+        } else {
+            for (b, value) in dst.iter_mut().enumerate() {
+                *value = line[b * self.stride[1]];
+            }
+        }
+    }
+
+    /// `line[first_col + b * stride] += src[b]`: the adjoint of [`Tap::gather`].
+    fn scatter_add(&self, line: &mut [f32], src: &[f32]) {
+        let line = &mut line[self.first_col..];
+        if self.stride[1] == 1 {
+            line.iter_mut().zip(src).for_each(|(a, b)| *a += b);
+        } else {
+            for (b, &value) in src.iter().enumerate() {
+                line[b * self.stride[1]] += value;
+            }
+        }
     }
 }
 
@@ -319,41 +390,15 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
         for i in 0..kh {
             for j in 0..kw {
                 let row = &mut col[((c * kh + i) * kw + j) * oh * ow..][..oh * ow];
-                for oy in 0..oh {
+                let tap = g.tap(i, j);
+                row[..tap.rows.start * ow].fill(0.0);
+                row[tap.rows.end * ow..].fill(0.0);
+                for oy in tap.rows.clone() {
                     let out = &mut row[oy * ow..(oy + 1) * ow];
-                    let Some(iy) = ConvGeometry::source(
-                        oy,
-                        i,
-                        g.stride[0],
-                        g.dilation[0],
-                        g.padding[0],
-                        g.height,
-                    ) else {
-                        out.fill(0.0);
-                        continue;
-                    };
-                    let line = &channel[iy * g.width..(iy + 1) * g.width];
-                    let (lo, hi) = ConvGeometry::inside(
-                        ow,
-                        j,
-                        g.stride[1],
-                        g.dilation[1],
-                        g.padding[1],
-                        g.width,
-                    );
-                    out[..lo].fill(0.0);
-                    out[hi..].fill(0.0);
-                    if hi > lo {
-                        let first = lo * g.stride[1] + j * g.dilation[1] - g.padding[1];
-                        if g.stride[1] == 1 {
-                            out[lo..hi].copy_from_slice(&line[first..first + hi - lo]);
-                        } else {
-                            let line = &line[first..];
-                            for (n, value) in out[lo..hi].iter_mut().enumerate() {
-                                *value = line[n * g.stride[1]];
-                            }
-                        }
-                    }
+                    out[..tap.cols.start].fill(0.0);
+                    out[tap.cols.end..].fill(0.0);
+                    let line = &channel[tap.input_row(oy) * g.width..][..g.width];
+                    tap.gather(&mut out[tap.cols.clone()], line);
                 }
             }
         }
@@ -371,39 +416,10 @@ fn col2im(g: &ConvGeometry, col: &[f32], dx: &mut [f32]) {
         for i in 0..kh {
             for j in 0..kw {
                 let row = &col[((c * kh + i) * kw + j) * oh * ow..][..oh * ow];
-                for oy in 0..oh {
-                    let Some(iy) = ConvGeometry::source(
-                        oy,
-                        i,
-                        g.stride[0],
-                        g.dilation[0],
-                        g.padding[0],
-                        g.height,
-                    ) else {
-                        continue;
-                    };
-                    let line = &mut channel[iy * g.width..(iy + 1) * g.width];
-                    let (lo, hi) = ConvGeometry::inside(
-                        ow,
-                        j,
-                        g.stride[1],
-                        g.dilation[1],
-                        g.padding[1],
-                        g.width,
-                    );
-                    if hi > lo {
-                        let first = lo * g.stride[1] + j * g.dilation[1] - g.padding[1];
-                        let values = &row[oy * ow + lo..oy * ow + hi];
-                        if g.stride[1] == 1 {
-                            let line = &mut line[first..first + values.len()];
-                            line.iter_mut().zip(values).for_each(|(a, b)| *a += b);
-                        } else {
-                            let line = &mut line[first..];
-                            for (n, &value) in values.iter().enumerate() {
-                                line[n * g.stride[1]] += value;
-                            }
-                        }
-                    }
+                let tap = g.tap(i, j);
+                for oy in tap.rows.clone() {
+                    let line = &mut channel[tap.input_row(oy) * g.width..][..g.width];
+                    tap.scatter_add(line, &row[oy * ow..(oy + 1) * ow][tap.cols.clone()]);
                 }
             }
         }
@@ -462,31 +478,18 @@ pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     out
 }
 
-/// One depthwise output plane: `out[o] = Σ_{i,j} w[i,j] x[src(o, i, j)]`.
+/// One depthwise output plane: `out[o] = Σ_{i,j} w[i,j] x[src(o, i, j)]`, summed in `(i, j)`
+/// order for every output.
 fn depthwise_plane(g: &ConvGeometry, x: &[f32], w: &[f32], out: &mut [f32]) {
     let [kh, kw] = g.kernel;
     for i in 0..kh {
-        for oy in 0..g.out_height {
-            let Some(iy) =
-                ConvGeometry::source(oy, i, g.stride[0], g.dilation[0], g.padding[0], g.height)
-            else {
-                continue;
-            };
-            let line = &x[iy * g.width..][..g.width];
-            let out = &mut out[oy * g.out_width..][..g.out_width];
-            for j in 0..kw {
-                let weight = w[i * kw + j];
-                for (ox, value) in out.iter_mut().enumerate() {
-                    if let Some(ix) = ConvGeometry::source(
-                        ox,
-                        j,
-                        g.stride[1],
-                        g.dilation[1],
-                        g.padding[1],
-                        g.width,
-                    ) {
-                        *value += weight * line[ix];
-                    }
+        for j in 0..kw {
+            let (weight, tap) = (w[i * kw + j], g.tap(i, j));
+            for oy in tap.rows.clone() {
+                let line = &x[tap.input_row(oy) * g.width..][tap.first_col..];
+                let out = &mut out[oy * g.out_width..][tap.cols.clone()];
+                for (b, value) in out.iter_mut().enumerate() {
+                    *value += weight * line[b * g.stride[1]];
                 }
             }
         }
@@ -549,27 +552,13 @@ pub fn input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
 fn depthwise_input_plane(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let [kh, kw] = g.kernel;
     for i in 0..kh {
-        for oy in 0..g.out_height {
-            let Some(iy) =
-                ConvGeometry::source(oy, i, g.stride[0], g.dilation[0], g.padding[0], g.height)
-            else {
-                continue;
-            };
-            let line = &mut dx[iy * g.width..][..g.width];
-            let dy = &dy[oy * g.out_width..][..g.out_width];
-            for j in 0..kw {
-                let weight = w[i * kw + j];
-                for (ox, &grad) in dy.iter().enumerate() {
-                    if let Some(ix) = ConvGeometry::source(
-                        ox,
-                        j,
-                        g.stride[1],
-                        g.dilation[1],
-                        g.padding[1],
-                        g.width,
-                    ) {
-                        line[ix] += weight * grad;
-                    }
+        for j in 0..kw {
+            let (weight, tap) = (w[i * kw + j], g.tap(i, j));
+            for oy in tap.rows.clone() {
+                let line = &mut dx[tap.input_row(oy) * g.width..][tap.first_col..];
+                let dy = &dy[oy * g.out_width..][tap.cols.clone()];
+                for (b, &grad) in dy.iter().enumerate() {
+                    line[b * g.stride[1]] += weight * grad;
                 }
             }
         }
@@ -673,31 +662,19 @@ fn weight_grad_group_images(
     }
 }
 
-/// Adds one plane's depthwise weight gradient: `dw[i,j] += Σ_o dy[o] x[src(o, i, j)]`.
+/// Adds one plane's depthwise weight gradient: `dw[i,j] += Σ_o dy[o] x[src(o, i, j)]`, one
+/// partial sum per output row.
 fn depthwise_weight_plane(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let [kh, kw] = g.kernel;
     for i in 0..kh {
-        for oy in 0..g.out_height {
-            let Some(iy) =
-                ConvGeometry::source(oy, i, g.stride[0], g.dilation[0], g.padding[0], g.height)
-            else {
-                continue;
-            };
-            let line = &x[iy * g.width..][..g.width];
-            let dy = &dy[oy * g.out_width..][..g.out_width];
-            for j in 0..kw {
+        for j in 0..kw {
+            let tap = g.tap(i, j);
+            for oy in tap.rows.clone() {
+                let line = &x[tap.input_row(oy) * g.width..][tap.first_col..];
+                let dy = &dy[oy * g.out_width..][tap.cols.clone()];
                 let mut sum = 0.0;
-                for (ox, &grad) in dy.iter().enumerate() {
-                    if let Some(ix) = ConvGeometry::source(
-                        ox,
-                        j,
-                        g.stride[1],
-                        g.dilation[1],
-                        g.padding[1],
-                        g.width,
-                    ) {
-                        sum += grad * line[ix];
-                    }
+                for (b, &grad) in dy.iter().enumerate() {
+                    sum += grad * line[b * g.stride[1]];
                 }
                 dw[i * kw + j] += sum;
             }
@@ -877,6 +854,62 @@ mod tests {
                                     );
                                 }
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Each tap's rectangle and input coordinates agree with the per-element definition.
+    #[test]
+    fn taps_read_where_the_definition_says() {
+        let geometries = [
+            ([1, 1, 7, 6], [1, 1, 3, 3], [1, 1], [(1, 1), (1, 1)], [1, 1]),
+            ([1, 1, 9, 8], [1, 1, 3, 2], [2, 1], [(2, 0), (1, 2)], [1, 2]),
+            (
+                [1, 1, 5, 11],
+                [1, 1, 4, 3],
+                [3, 2],
+                [(0, 3), (3, 0)],
+                [2, 3],
+            ),
+        ];
+        for (xs, ws, stride, padding, dilation) in geometries {
+            let g = ConvGeometry::new(xs, ws, stride, padding, dilation, 1).unwrap();
+            for i in 0..g.kernel[0] {
+                for j in 0..g.kernel[1] {
+                    let tap = g.tap(i, j);
+                    for oy in 0..g.out_height {
+                        for ox in 0..g.out_width {
+                            let iy = ConvGeometry::source(
+                                oy,
+                                i,
+                                stride[0],
+                                dilation[0],
+                                g.padding[0],
+                                g.height,
+                            );
+                            let ix = ConvGeometry::source(
+                                ox,
+                                j,
+                                stride[1],
+                                dilation[1],
+                                g.padding[1],
+                                g.width,
+                            );
+                            let inside = tap.rows.contains(&oy) && tap.cols.contains(&ox);
+                            let expected = iy.zip(ix);
+                            let found = inside.then(|| {
+                                (
+                                    tap.input_row(oy),
+                                    tap.first_col + (ox - tap.cols.start) * stride[1],
+                                )
+                            });
+                            assert_eq!(
+                                found, expected,
+                                "{xs:?} {ws:?} tap ({i}, {j}) output ({oy}, {ox})"
+                            );
                         }
                     }
                 }
