@@ -11,6 +11,7 @@ use ferd_attacks::{
     attack_by_name,
 };
 use ferd_core::device::test_device;
+use ferd_models::init::{Init, initialize};
 use ferd_models::small_cnn::SmallCnnConfig;
 
 const EPS: f32 = 0.05;
@@ -86,7 +87,11 @@ fn check_all(model: &dyn Model, x: Tensor<4>) {
 #[test]
 fn attacks_stay_in_the_ball_on_a_random_cnn() {
     let device = test_device();
-    let model = SmallCnnConfig::new().with_width(2).init(&device);
+    let model = initialize(
+        SmallCnnConfig::new().with_width(2).init(&device),
+        Init::PyTorch,
+        1,
+    );
     let frozen = Frozen::new(&model);
     // Pixels near 0 and 1 make the box constraint bind.
     let x = images([6, 1, 28, 28], 0.0, 1.0, 1, &device).powf_scalar(3.0);

@@ -1,5 +1,5 @@
-//! Teacher training on small Fashion-MNIST subsets (bundled test set): one epoch of every
-//! method lowers its loss, PGD-AT gives a more robust model than standard training, and a run
+//! Teacher training on small Fashion-MNIST subsets (bundled test set): three epochs of every
+//! method lower its loss, PGD-AT gives a more robust model than standard training, and a run
 //! resumed from its checkpoint ends with the same weights as an uninterrupted one.
 
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use ferd_attacks::{Attack, Frozen, Model, Pgd};
 use ferd_core::device::test_device;
 use ferd_data::{DatasetName, ImageDataset, Split};
 use ferd_distill::{LrSchedule, Method, RunOptions, TeacherConfig, batch_loss, train_teacher};
+use ferd_models::init::{Init, initialize};
 use ferd_models::small_cnn::{SmallCnn, SmallCnnConfig};
 use ferd_models::weights::{load_weights, save_weights};
 
@@ -55,10 +56,13 @@ fn options(name: &str) -> RunOptions {
     }
 }
 
-fn model(width: usize) -> SmallCnn {
-    SmallCnnConfig::new()
+/// A small CNN with weights drawn on the host from `seed` (not from Burn's global RNG, which
+/// tests running in parallel share), so every run trains the same model.
+fn model(width: usize, seed: u64) -> SmallCnn {
+    let model = SmallCnnConfig::new()
         .with_width(width)
-        .init(&test_device().autodiff())
+        .init(&test_device().autodiff());
+    initialize(model, Init::PyTorch, seed)
 }
 
 /// The method's objective on a fixed batch with a fixed seed, the model frozen.
@@ -69,8 +73,17 @@ fn objective(model: &SmallCnn, method: &Method, data: &ImageDataset) -> f32 {
     loss.into_scalar::<f32>()
 }
 
+/// Epochs, learning rate and the decrease asked of every method. One epoch at the teachers'
+/// learning rate (0.05, momentum 0.9) is not a descent test: on 400 images it is 13 steps, after
+/// which the frozen model's BatchNorm statistics still lag its weights, and the adversarial
+/// objective went up for 2 of 4 initial seeds. Three epochs at 0.02 lowered every method's
+/// objective by at least 9% on each of 8 seeds tried (by 34% or more on seed 1, used here).
+const DESCENT_EPOCHS: usize = 3;
+const DESCENT_LR: f64 = 0.02;
+const DESCENT_FACTOR: f32 = 0.9;
+
 #[test]
-fn one_epoch_of_each_method_lowers_its_loss() {
+fn three_epochs_of_each_method_lower_its_loss() {
     let data = data(40);
     let methods = [
         Method::Standard,
@@ -94,7 +107,7 @@ fn one_epoch_of_each_method_lowers_its_loss() {
     // outputs are nearly constant, which makes TRADES' KL term and the adversarial losses
     // artificially small.
     let warm = train_teacher(
-        model(4),
+        model(4, 1),
         &data,
         &config(Method::Standard, 1),
         &options("warm"),
@@ -105,16 +118,22 @@ fn one_epoch_of_each_method_lowers_its_loss() {
     let saved = run_dir("warm").with_extension("bpk");
     save_weights(&warm.valid(), &saved).unwrap();
     for (k, method) in methods.into_iter().enumerate() {
-        let mut initial = model(4);
+        let mut initial = model(4, 0);
         load_weights(&mut initial, &saved).unwrap();
         let before = objective(&initial, &method, &data);
-        let cfg = config(method.clone(), 1);
+        let cfg = TeacherConfig {
+            lr: DESCENT_LR,
+            ..config(method.clone(), DESCENT_EPOCHS)
+        };
         let trained =
             train_teacher(initial, &data, &cfg, &options(&format!("loss{k}")), &mut ()).unwrap();
         let after = objective(&trained.model, &method, &data);
         eprintln!("{method:?}: loss {before} -> {after}");
-        assert!(after < before, "{method:?}: loss {before} -> {after}");
-        assert_eq!(trained.history.len(), 1);
+        assert!(
+            after < DESCENT_FACTOR * before,
+            "{method:?}: loss {before} -> {after}"
+        );
+        assert_eq!(trained.history.len(), DESCENT_EPOCHS);
     }
 }
 
@@ -144,7 +163,7 @@ fn pgd_at_is_more_robust_than_standard_training() {
     let rows: Vec<usize> = (5000..5500).collect();
     let test = test.subset(&rows).unwrap();
     let standard = train_teacher(
-        model(4),
+        model(4, 2),
         &train,
         &config(Method::Standard, 3),
         &options("std"),
@@ -152,7 +171,7 @@ fn pgd_at_is_more_robust_than_standard_training() {
     )
     .unwrap();
     let adversarial = train_teacher(
-        model(4),
+        model(4, 2),
         &train,
         &config(
             Method::PgdAt {
@@ -205,15 +224,9 @@ fn resumed_run_reaches_the_uninterrupted_weights() {
         schedule: LrSchedule::Cosine,
         ..config(method, 3)
     };
-    // Independent copies of one initial model: Burn's clones share BatchNorm running statistics
-    // (and lazily initialized parameters would draw different values), so copy through a file.
-    let saved = run_dir("initial").with_extension("bpk");
-    save_weights(&model(4).valid(), &saved).unwrap();
-    let initial = || {
-        let mut m = model(4);
-        load_weights(&mut m, &saved).unwrap();
-        m
-    };
+    // Independent copies of one initial model (Burn's clones would share BatchNorm running
+    // statistics): built afresh from the same seed.
+    let initial = || model(4, 3);
     let whole = train_teacher(initial(), &data, &cfg, &options("whole"), &mut ()).unwrap();
 
     let mut sliced = options("sliced");
@@ -223,7 +236,7 @@ fn resumed_run_reaches_the_uninterrupted_weights() {
     sliced.stop_after = None;
     sliced.resume = true;
     // A fresh model stands in for the process that restarts: the checkpoint overrides it.
-    let resumed = train_teacher(model(4), &data, &cfg, &sliced, &mut ()).unwrap();
+    let resumed = train_teacher(model(4, 4), &data, &cfg, &sliced, &mut ()).unwrap();
 
     assert_eq!(resumed.history.len(), 3);
     let again = train_teacher(initial(), &data, &cfg, &options("again"), &mut ()).unwrap();
@@ -248,5 +261,5 @@ fn resumed_run_reaches_the_uninterrupted_weights() {
     assert_eq!(lines.lines().count(), 3);
     // Resuming with another configuration is refused.
     let other = TeacherConfig { lr: 0.01, ..cfg };
-    assert!(train_teacher(model(4), &data, &other, &sliced, &mut ()).is_err());
+    assert!(train_teacher(model(4, 4), &data, &other, &sliced, &mut ()).is_err());
 }

@@ -124,7 +124,6 @@ impl crate::weights::PyTorchLayout for SmallCnn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Distribution;
     use ferd_core::device::test_device;
 
     /// The first recorded statistics are those of the first conv's output, computed on the host
@@ -133,7 +132,9 @@ mod tests {
     fn recorded_statistics_are_the_bn_input_statistics() {
         let device = test_device();
         let model = SmallCnnConfig::new().with_width(3).init(&device);
-        let x = Tensor::<4>::random([4, 1, 28, 28], Distribution::Uniform(0.0, 1.0), &device);
+        let model = crate::init::initialize(model, crate::init::Init::PyTorch, 1);
+        let mut noise = ferd_core::random::rng(2);
+        let x = ferd_core::random::uniform(&mut noise, [4, 1, 28, 28], 0.0, 1.0, &device);
         let (_, stats) = model.forward_with_bn_stats(x.clone());
         let input = model.convs[0]
             .conv

@@ -2,7 +2,7 @@
 //! and the generator's initialization.
 
 use burn::module::Module;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::Tensor;
 use ferd_core::device::test_device;
 use ferd_models::Classifier;
 use ferd_models::generator::GeneratorConfig;
@@ -43,10 +43,14 @@ fn parameter_counts_equal_pytorch() {
     );
 }
 
+/// Uniform images drawn on the host from a fixed seed (not Burn's global RNG).
 fn images(batch: usize, channels: usize, side: usize) -> Tensor<4> {
-    Tensor::random(
+    let mut noise = ferd_core::random::rng(batch as u64 * 1000 + side as u64);
+    ferd_core::random::uniform(
+        &mut noise,
         [batch, channels, side, side],
-        Distribution::Uniform(0.0, 1.0),
+        0.0,
+        1.0,
         &test_device(),
     )
 }
