@@ -137,7 +137,7 @@ fn percent(v: Option<f64>) -> String {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut config = match &args.config {
-        Some(path) => serde_json::from_str(&std::fs::read_to_string(path)?)?,
+        Some(path) => FerdConfig::read(path)?,
         None => FerdConfig::preset(args.budget, args.method),
     };
     if let Some(seed) = args.seed {

@@ -4,7 +4,7 @@ use burn::tensor::{Int, Tensor};
 
 use crate::ball::{check_batch, check_eps};
 use crate::error::Result;
-use crate::model::{Model, correct, logits};
+use crate::model::{Model, correct, finite_logits};
 
 /// An attack in the Linf threat model: it returns images within `eps` of the clean ones (in
 /// max-norm) and in `[0, 1]`. Attacks are seeded: the same seed on the same device gives the
@@ -82,7 +82,8 @@ impl Prepared {
     }
 }
 
-/// Checks `eps` and the batch, then runs the clean forward pass every attack starts from.
+/// Checks `eps` and the batch, then runs the clean forward pass every attack starts from
+/// (whose logits must be finite).
 pub(crate) fn prepare(
     what: &'static str,
     model: &dyn Model,
@@ -96,7 +97,7 @@ pub(crate) fn prepare(
     let clean = if batch == 0 {
         None
     } else {
-        Some(logits(model, x.clone()))
+        Some(finite_logits(what, model, x.clone())?)
     };
     let classes = clean.as_ref().map_or(0, |l| l.dims()[1]);
     let x = check_batch(what, x, labels, classes)?;

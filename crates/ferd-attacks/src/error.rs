@@ -23,6 +23,14 @@ pub enum AttackError {
         /// What is wrong.
         detail: String,
     },
+    /// A file that could not be read or is not what it should be (a report that does not parse).
+    #[error("{}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A loss or metric rejected its input.
     #[error(transparent)]
     Core(#[from] CoreError),

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::attack::Attack;
 use crate::ball::linf_distance;
 use crate::checks::{probability_warning, randomness_warning};
-use crate::error::{Result, invalid};
-use crate::model::{Model, logits};
+use crate::error::{AttackError, Result, invalid};
+use crate::model::{Model, finite_logits};
 
 /// Settings of an evaluation.
 #[derive(Debug, Clone)]
@@ -93,10 +93,11 @@ fn batch_seed(seed: u64, batch: usize) -> u64 {
     seed ^ (batch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-fn predictions(model: &dyn Model, x: Tensor<4>) -> Vec<usize> {
-    let out = logits(model, x);
+/// The predicted classes of `x`; an error when a logit is NaN or infinite.
+fn predictions(model: &dyn Model, x: Tensor<4>) -> Result<Vec<usize>> {
+    let out = finite_logits("evaluate", model, x)?;
     let [batch, _] = out.dims();
-    to_indices(out.argmax(1).reshape([batch]))
+    Ok(to_indices(out.argmax(1).reshape([batch])))
 }
 
 fn per_class(flags: &[bool], labels: &[usize], classes: usize) -> Vec<Option<f64>> {
@@ -144,7 +145,7 @@ pub fn evaluate(
 
     let mut clean_pred = Vec::with_capacity(labels.len());
     for i in 0..batches.len() {
-        clean_pred.extend(predictions(model, load(i)?.images));
+        clean_pred.extend(predictions(model, load(i)?.images)?);
     }
     let clean = ClassWiseAccuracy::from_predictions(&clean_pred, &labels, classes)?;
 
@@ -200,7 +201,7 @@ fn evaluate_attack(
         let distances = linf_distance(&staged.adv, &batch.images);
         max_perturbation = distances.into_iter().fold(max_perturbation, f32::max);
         let offset = robust_pred.len();
-        for (j, p) in predictions(model, staged.adv).into_iter().enumerate() {
+        for (j, p) in predictions(model, staged.adv)?.into_iter().enumerate() {
             let k = offset + j;
             // A point misclassified clean stays misclassified (point-wise worst case).
             robust_pred.push(if clean_pred[k] == labels[k] {
@@ -247,6 +248,55 @@ fn pct(v: Option<f64>) -> String {
 }
 
 impl EvaluationReport {
+    /// Reads a report saved as JSON ([`to_json`](Self::to_json)). A file that cannot be read,
+    /// does not parse, or whose class-wise figures do not fit together is an error naming it.
+    pub fn read(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file_error = |reason: String| AttackError::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+        let report: Self = serde_json::from_str(&text)
+            .map_err(|e| file_error(format!("not an evaluation report: {e}")))?;
+        report.check().map_err(file_error)?;
+        Ok(report)
+    }
+
+    /// Whether every class-wise figure has one entry per class of the clean accuracy.
+    fn check(&self) -> std::result::Result<(), String> {
+        let classes = self.clean.per_class.len();
+        if self.clean.class_counts.len() != classes {
+            return Err(format!(
+                "clean accuracy: {} class counts for {classes} classes",
+                self.clean.class_counts.len()
+            ));
+        }
+        if !self.class_names.is_empty() && self.class_names.len() != classes {
+            return Err(format!(
+                "{} class names for {classes} classes",
+                self.class_names.len()
+            ));
+        }
+        for attack in &self.attacks {
+            let stages = attack.stages.iter().map(|s| (&s.name, s.per_class.len()));
+            let robust = &attack.robust;
+            let lengths = [robust.per_class.len(), robust.class_counts.len()];
+            for (name, len) in lengths
+                .into_iter()
+                .map(|len| (&attack.name, len))
+                .chain(stages)
+            {
+                if len != classes {
+                    return Err(format!(
+                        "{name}: {len} classes, the clean accuracy has {classes}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The report as pretty-printed JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report serializes")

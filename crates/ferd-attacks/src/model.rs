@@ -11,7 +11,7 @@ use burn::tensor::{Int, Tensor};
 use ferd_core::metrics::to_indices;
 use ferd_models::Classifier;
 
-use crate::error::Result;
+use crate::error::{Result, bad_input};
 
 /// A function from images `[B, C, H, W]` in `[0, 1]` to logits `[B, classes]`.
 ///
@@ -82,6 +82,47 @@ pub(crate) fn probe(
 /// Logits of a plain (non-autodiff) input.
 pub(crate) fn logits(model: &dyn Model, x: Tensor<4>) -> Tensor<2> {
     model.logits(x.without_autodiff()).without_autodiff()
+}
+
+/// The model's logits on `x`, checked to be finite. A NaN or infinite logit has no meaningful
+/// arg-max: without the check a broken model would be scored as some class (often class 0),
+/// and a point it cannot classify could be counted as robust.
+pub(crate) fn finite_logits(
+    what: &'static str,
+    model: &dyn Model,
+    x: Tensor<4>,
+) -> Result<Tensor<2>> {
+    let out = logits(model, x);
+    check_finite(what, &out)?;
+    Ok(out)
+}
+
+/// An error naming how many rows of `logits` hold a NaN or infinite value, and the first one.
+pub(crate) fn check_finite(what: &'static str, logits: &Tensor<2>) -> Result<()> {
+    let [batch, classes] = logits.dims();
+    let values = logits
+        .clone()
+        .try_to_vec_as::<f32>()
+        .map_err(|e| bad_input(what, format!("cannot read the model's logits: {e:?}")))?;
+    let bad: Vec<usize> = (0..batch)
+        .filter(|&i| {
+            values[i * classes..(i + 1) * classes]
+                .iter()
+                .any(|v| !v.is_finite())
+        })
+        .collect();
+    match bad.first() {
+        None => Ok(()),
+        Some(&first) => Err(bad_input(
+            what,
+            format!(
+                "the model returned NaN or infinite logits for {} of {batch} images (first: \
+                 image {first} of the batch, logits {:?})",
+                bad.len(),
+                &values[first * classes..(first + 1) * classes]
+            ),
+        )),
+    }
 }
 
 /// Per sample, whether the arg-max of `logits` is the label (compared on the host: Bool

@@ -154,6 +154,29 @@ impl CheckpointDir {
         Ok(())
     }
 
+    /// Finishes a replacement that a killed process left half done. [`write`](Self::write)
+    /// moves the previous checkpoint aside (`.old`) before it moves the new one (`.tmp`, complete
+    /// by then) in place; a process killed between the two renames leaves no checkpoint folder
+    /// but two complete ones beside it. The newer is restored, else the older. A `.tmp` folder
+    /// without its state file is an unfinished write and is left for the next write to remove.
+    pub fn recover(&self) -> Result<()> {
+        if self.exists() {
+            return Ok(());
+        }
+        for candidate in [
+            self.dir.with_extension("tmp"),
+            self.dir.with_extension("old"),
+        ] {
+            if candidate.join(STATE).is_file() {
+                if self.dir.exists() {
+                    fs::remove_dir_all(&self.dir).map_err(io_error(&self.dir))?;
+                }
+                return fs::rename(&candidate, &self.dir).map_err(io_error(&candidate));
+            }
+        }
+        Ok(())
+    }
+
     /// The loop state saved with the checkpoint.
     pub fn read_state(&self) -> Result<String> {
         let path = self.dir.join(STATE);
@@ -170,3 +193,52 @@ impl CheckpointDir {
 }
 
 const STATE: &str = "state.json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(name: &str) -> CheckpointDir {
+        let root = std::env::temp_dir().join(format!("ferd-ckpt-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        CheckpointDir::new(root.join("checkpoint"))
+    }
+
+    fn complete(dir: &Path, state: &str) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join(STATE), state).unwrap();
+    }
+
+    /// Each state a process killed inside `write` can leave, and what `recover` makes of it.
+    #[test]
+    fn recover_completes_a_replacement_cut_short() {
+        // Killed between the two renames: the new checkpoint (tmp) wins over the old one.
+        let c = folder("between");
+        complete(&c.dir.with_extension("old"), "old");
+        complete(&c.dir.with_extension("tmp"), "new");
+        c.recover().unwrap();
+        assert_eq!(c.read_state().unwrap(), "new");
+        // Killed after moving the old one aside, with the new one unfinished: the old one.
+        let c = folder("unfinished");
+        complete(&c.dir.with_extension("old"), "old");
+        fs::create_dir_all(c.dir.with_extension("tmp")).unwrap();
+        c.recover().unwrap();
+        assert_eq!(c.read_state().unwrap(), "old");
+        // Killed while filling tmp: the checkpoint in place stays, tmp is left for the next write.
+        let c = folder("filling");
+        complete(&c.dir, "current");
+        fs::create_dir_all(c.dir.with_extension("tmp")).unwrap();
+        c.recover().unwrap();
+        assert_eq!(c.read_state().unwrap(), "current");
+        // Killed before the first checkpoint was complete: nothing to resume from.
+        let c = folder("first");
+        fs::create_dir_all(c.dir.with_extension("tmp")).unwrap();
+        c.recover().unwrap();
+        assert!(!c.exists());
+        // And a write after any of these leaves one complete checkpoint.
+        c.write("written", |_| Ok(())).unwrap();
+        assert_eq!(c.read_state().unwrap(), "written");
+        assert!(!c.dir.with_extension("tmp").exists() && !c.dir.with_extension("old").exists());
+    }
+}

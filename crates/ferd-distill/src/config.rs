@@ -8,7 +8,9 @@ use ferd_core::reweighting::ReweightStrategy;
 use ferd_data::Augment;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DistillError, Result};
+use std::path::Path;
+
+use crate::error::{DistillError, Result, io_error};
 
 /// Everything that defines a FERD distillation run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +203,39 @@ pub struct EvaluationConfig {
 }
 
 impl FerdConfig {
+    /// Reads a config saved as JSON (a run's `config.json`, or a file of one's own) and checks
+    /// it. A file that does not parse, or whose settings make no sense, is an error naming the
+    /// file.
+    ///
+    /// # Examples
+    /// ```
+    /// use ferd_distill::{Budget, FerdConfig, FerdMethod};
+    ///
+    /// let path = std::env::temp_dir().join("ferd-doc-config.json");
+    /// let config = FerdConfig::preset(Budget::Fmnist, FerdMethod::Ferd);
+    /// config.write(&path).unwrap();
+    /// assert_eq!(FerdConfig::read(&path).unwrap(), config);
+    /// ```
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file_error = |reason: String| DistillError::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+        let config: Self = serde_json::from_str(&text)
+            .map_err(|e| file_error(format!("not a FERD configuration: {e}")))?;
+        config.check().map_err(|e| file_error(e.to_string()))?;
+        Ok(config)
+    }
+
+    /// Writes the config as pretty-printed JSON.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let json = serde_json::to_string_pretty(self).expect("a config serializes");
+        std::fs::write(path, json + "\n").map_err(io_error(path))
+    }
+
     /// Whether Fairness-Aware Examples are on (`w_uni > 0`).
     pub fn fairness_aware(&self) -> bool {
         self.synthesis.weights.uni > 0.0

@@ -267,7 +267,8 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
                 config.threat,
                 lr,
                 seed(draw::UTAE, step),
-            )?;
+            )
+            .map_err(|e| e.at(format_args!("student step {step}")))?;
             sum.loss += report.loss;
             sum.clean += report.clean;
             sum.adv += report.adv;

@@ -14,6 +14,14 @@ pub enum DistillError {
     /// A training setting out of range.
     #[error("invalid training configuration: {0}")]
     Config(String),
+    /// A file that is not what it should be (a config that does not parse or does not check).
+    #[error("{}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A checkpoint that cannot be used (missing files, another configuration).
     #[error("checkpoint {path}: {detail}")]
     Checkpoint {
@@ -54,6 +62,20 @@ pub enum DistillError {
     /// An attack failed (bad epsilon, ...).
     #[error(transparent)]
     Attack(#[from] AttackError),
+}
+
+impl DistillError {
+    /// For a [`NonFinite`](Self::NonFinite) error, `place` put in front of what failed (the
+    /// epoch, the step); other errors unchanged.
+    pub(crate) fn at(self, place: impl std::fmt::Display) -> Self {
+        match self {
+            Self::NonFinite { what, detail } => Self::NonFinite {
+                what: format!("{place}: {what}"),
+                detail,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Shorthand for results of this crate.

@@ -98,6 +98,9 @@ pub fn run<J: Job>(
         epochs_done: 0,
         history: Vec::new(),
     };
+    if options.resume {
+        checkpoint.recover()?;
+    }
     if options.resume && checkpoint.exists() {
         state = read_state(&checkpoint, &state.config)?;
         job.restore(checkpoint.path())?;
@@ -111,7 +114,14 @@ pub fn run<J: Job>(
     });
     for epoch in state.epochs_done..last {
         let started = Instant::now();
-        let metrics = job.epoch(epoch, observer)?;
+        // A failed epoch leaves the checkpoint of the last complete one in place.
+        let metrics = job.epoch(epoch, observer).map_err(|e| {
+            let done = state.epochs_done;
+            let plural = if done == 1 { "" } else { "s" };
+            e.at(format_args!(
+                "epoch {epoch} (the last checkpoint, {done} epoch{plural} done, is kept)"
+            ))
+        })?;
         write_metrics(dir, std::slice::from_ref(&metrics), true)?;
         observer.event(&Event::EpochEnded {
             epoch,

@@ -343,9 +343,16 @@ impl<M: Classifier + Module + ModuleSnapshot> Job for TeacherJob<'_, M> {
                 batch.labels.clone(),
                 at(draw::ATTACK),
             )?;
+            let value = f64::from(loss.clone().without_autodiff().into_scalar::<f32>());
+            if !value.is_finite() {
+                return Err(DistillError::NonFinite {
+                    what: format!("the training loss ({:?}) at batch {i}", config.method),
+                    detail: format!("{value} at learning rate {}", lr_at(i)),
+                });
+            }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = self.optim.step(lr_at(i), model, grads);
-            loss_sum += f64::from(loss.into_scalar::<f32>()) * rows.len() as f64;
+            loss_sum += value * rows.len() as f64;
             let predicted = to_indices(logits.without_autodiff().argmax(1).reshape([rows.len()]));
             hits += predicted
                 .iter()

@@ -263,3 +263,61 @@ fn resumed_run_reaches_the_uninterrupted_weights() {
     let other = TeacherConfig { lr: 0.01, ..cfg };
     assert!(train_teacher(model(4, 4), &data, &other, &sliced, &mut ()).is_err());
 }
+
+/// A run whose loss becomes infinite or NaN stops with an error naming the epoch, the batch and
+/// the loss, and keeps the checkpoint of the last complete epoch: resuming from it starts from
+/// finite weights and meets the same failure at the same place.
+#[test]
+fn a_diverging_run_stops_and_keeps_its_last_good_checkpoint() {
+    let data = data(20);
+    // The first epoch trains normally; from the second the learning rate is 0.05 * 1e30.
+    let cfg = TeacherConfig {
+        schedule: LrSchedule::MultiStep {
+            milestones: vec![1],
+            gamma: 1e30,
+        },
+        ..config(Method::Standard, 3)
+    };
+    let opts = options("diverging");
+    let Err(err) = train_teacher(model(4, 5), &data, &cfg, &opts, &mut ()) else {
+        panic!("the run does not diverge");
+    };
+    let message = err.to_string();
+    eprintln!("{message}");
+    assert!(
+        matches!(err, ferd_distill::DistillError::NonFinite { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("epoch 1") && message.contains("1 epoch done"),
+        "{message}"
+    );
+    assert!(
+        message.contains("loss") && message.contains("batch"),
+        "{message}"
+    );
+    let lines = std::fs::read_to_string(opts.dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 1, "only the good epoch is recorded");
+
+    // The checkpoint holds the model after epoch 0: finite, and what a one-epoch run ends with.
+    let mut one = options("diverging-one");
+    one.stop_after = Some(1);
+    let first = train_teacher(model(4, 5), &data, &cfg, &one, &mut ()).unwrap();
+    let mut saved = model(4, 6);
+    load_weights(&mut saved, &opts.dir.join("checkpoint/model.bpk")).unwrap();
+    let (kept, expected) = (parameters(&saved), parameters(&first.model));
+    assert!(kept.iter().all(|v| v.is_finite()));
+    assert!(
+        kept == expected,
+        "the checkpoint is not the state after epoch 0"
+    );
+
+    let resumed = RunOptions {
+        resume: true,
+        ..opts
+    };
+    let Err(again) = train_teacher(model(4, 7), &data, &cfg, &resumed, &mut ()) else {
+        panic!("the resumed run does not diverge again");
+    };
+    assert_eq!(again.to_string(), message);
+}

@@ -565,9 +565,16 @@ fn depthwise_input_plane(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32]
     }
 }
 
+/// Shares of the batch the weight gradient is split into. A constant, not the thread count, so
+/// that the sum (and every weight trained with it) is the same whatever the machine's cores:
+/// a run resumed with another `RAYON_NUM_THREADS` stays bit-identical. 16 shares keep 16 cores
+/// busy; on fewer, a thread takes several.
+const WEIGHT_GRAD_SHARES: usize = 16;
+
 /// The gradient of the weight, `[C_out, C_in/groups, kH, kW]`, from the input `x` and the output
-/// gradient `dy`: each thread sums a contiguous share of the batch, then the shares are added in
-/// a fixed order (the result does not depend on scheduling).
+/// gradient `dy`: each of [`WEIGHT_GRAD_SHARES`] contiguous shares of the batch is summed on its
+/// own, then the shares are added in a fixed order (the result depends neither on scheduling
+/// nor on the number of threads).
 pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!(
         x.len(),
@@ -583,7 +590,7 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     if g.batch == 0 || len == 0 {
         return vec![0.0; len];
     }
-    let shares = rayon::current_num_threads().clamp(1, g.batch);
+    let shares = WEIGHT_GRAD_SHARES.min(g.batch);
     let per_share = g.batch.div_ceil(shares);
     let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(per_share))
         .into_par_iter()
