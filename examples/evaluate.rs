@@ -5,8 +5,11 @@
 //! cargo run --release --example evaluate -- --arch ARCH --weights FILE [--pytorch]
 //!     [--dataset fashion-mnist] [--split test] [--data-dir DIR] [--limit N]
 //!     [--eps 0.1] [--attacks fgsm,pgd-20,cw-20,autoattack] [--batch 250] [--seed 0]
-//!     [--device flex] [--out report.json]
+//!     [--device flex] [--out report.json] [--resume]
 //! ```
+//! Progress is recorded after every batch of every attack in `report.state.json` next to the
+//! report; `--resume` continues an interrupted evaluation from it (same arguments), and gives
+//! the report an uninterrupted run gives. The state file is removed once the report is written.
 //! ARCH: a zoo name (`small-cnn-8`, `resnet18`, `wrn-34-10`, ...). Weights saved by ferd
 //! (burnpack or SafeTensors in Burn's names) load as they are; `--pytorch` reads a PyTorch
 //! state dict (`.pt`, `.pth` or `.safetensors`). The model must take images in `[0, 1]`.
@@ -23,7 +26,7 @@ use ferd::models::zoo::Architecture;
 
 const USAGE: &str = "usage: evaluate --arch ARCH --weights FILE [--pytorch] [--dataset NAME] \
 [--split train|test] [--data-dir DIR] [--limit N] [--eps E] [--attacks a,b,...] [--batch B] \
-[--seed S] [--device flex|wgpu|cuda:N] [--out FILE.json]";
+[--seed S] [--device flex|wgpu|cuda:N] [--out FILE.json] [--resume]";
 
 struct Args {
     arch: Architecture,
@@ -39,6 +42,7 @@ struct Args {
     seed: u64,
     device: DeviceSpec,
     out: PathBuf,
+    resume: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -60,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
         seed: 0,
         device: DeviceSpec::Flex,
         out: PathBuf::from("report.json"),
+        resume: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -92,6 +97,7 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => args.seed = number("--seed", value("--seed")?)? as u64,
             "--device" => args.device = value("--device")?.parse().map_err(|e| format!("{e}"))?,
             "--out" => args.out = PathBuf::from(value("--out")?),
+            "--resume" => args.resume = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -127,14 +133,20 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         data.name(),
         args.device
     );
+    let state = args.out.with_extension("state.json");
+    if !args.resume && state.exists() {
+        std::fs::remove_file(&state)?;
+    }
     let config = EvalConfig {
         batch_size: args.batch,
         seed: args.seed,
         progress: true,
+        state: Some(state.clone()),
     };
     let report = evaluate(&Frozen::new(&model), &data, &attacks, &device, &config)?;
     println!("{}", report.table());
     std::fs::write(&args.out, report.to_json())?;
+    std::fs::remove_file(&state)?;
     eprintln!("report written to {}", args.out.display());
     Ok(())
 }

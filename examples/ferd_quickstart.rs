@@ -126,6 +126,7 @@ fn final_report(
         batch_size: 500,
         seed: config.seed,
         progress: false,
+        state: None,
     };
     Ok(evaluate(&Frozen::new(model), test, &pgd, device, &eval)?)
 }

@@ -4,6 +4,7 @@
 //! as tables with class names.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::{Device, Int, Tensor};
@@ -27,6 +28,11 @@ pub struct EvalConfig {
     pub seed: u64,
     /// Show progress on stderr.
     pub progress: bool,
+    /// A file in which the evaluation records its progress after every batch of every attack
+    /// (written atomically). When it exists and belongs to the same evaluation (dataset, number
+    /// of images, attacks, batch size, seed), the evaluation continues from it, and the report
+    /// is the one an uninterrupted run gives (timings aside). `None`: nothing is recorded.
+    pub state: Option<PathBuf>,
 }
 
 impl Default for EvalConfig {
@@ -35,8 +41,101 @@ impl Default for EvalConfig {
             batch_size: 256,
             seed: 0,
             progress: true,
+            state: None,
         }
     }
+}
+
+/// What identifies an evaluation: a state file of another one is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StateKey {
+    dataset: String,
+    samples: usize,
+    labels_checksum: u64,
+    batch_size: usize,
+    seed: u64,
+    attacks: Vec<(String, f32)>,
+}
+
+/// The batches of one attack done so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AttackProgress {
+    batches_done: usize,
+    robust_pred: Vec<usize>,
+    /// Per stage of a composite attack: name, robust flags so far, seconds.
+    stages: Vec<(String, Vec<bool>, f64)>,
+    max_perturbation: f32,
+    seconds: f64,
+}
+
+/// The progress of an evaluation, as recorded in [`EvalConfig::state`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EvalState {
+    key: StateKey,
+    clean_pred: Vec<usize>,
+    attacks: Vec<AttackProgress>,
+}
+
+/// Where the state is kept, if anywhere.
+struct StateFile<'a> {
+    path: Option<&'a Path>,
+}
+
+impl StateFile<'_> {
+    fn error(path: &Path, reason: String) -> AttackError {
+        AttackError::File {
+            path: path.to_path_buf(),
+            reason,
+        }
+    }
+
+    /// The recorded state, when there is one for this evaluation.
+    fn load(&self, key: &StateKey) -> Result<Option<EvalState>> {
+        let Some(path) = self.path.filter(|p| p.exists()) else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| Self::error(path, e.to_string()))?;
+        let state: EvalState = serde_json::from_str(&text)
+            .map_err(|e| Self::error(path, format!("not an evaluation state: {e}")))?;
+        if state.key != *key {
+            return Err(Self::error(
+                path,
+                "the state of another evaluation (dataset, images, attacks, batch size or seed \
+                 differ): remove it or choose another file"
+                    .into(),
+            ));
+        }
+        let consistent = state.attacks.len() == key.attacks.len()
+            && state.clean_pred.len() == key.samples
+            && state
+                .attacks
+                .iter()
+                .all(|a| a.robust_pred.len() <= key.samples);
+        if !consistent {
+            return Err(Self::error(path, "inconsistent evaluation state".into()));
+        }
+        Ok(Some(state))
+    }
+
+    /// Records `state`: written beside the file, then renamed over it (a reader sees the old or
+    /// the new state, never a mix).
+    fn save(&self, state: &EvalState) -> Result<()> {
+        let Some(path) = self.path else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("tmp");
+        let json = serde_json::to_string(state).expect("an evaluation state serializes");
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| Self::error(path, format!("cannot record progress: {e}")))
+    }
+}
+
+/// A checksum of the labels (FNV-1a), so that a state file is not resumed on other data.
+fn labels_checksum(labels: &[usize]) -> u64 {
+    labels.iter().fold(0xcbf2_9ce4_8422_2325, |h, &y| {
+        (h ^ y as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Robust accuracy after one stage of a composite attack.
@@ -143,21 +242,56 @@ pub fn evaluate(
     .flatten()
     .collect();
 
-    let mut clean_pred = Vec::with_capacity(labels.len());
-    for i in 0..batches.len() {
-        clean_pred.extend(predictions(model, load(i)?.images)?);
+    let key = StateKey {
+        dataset: dataset.name().to_string(),
+        samples: labels.len(),
+        labels_checksum: labels_checksum(&labels),
+        batch_size: config.batch_size,
+        seed: config.seed,
+        attacks: attacks.iter().map(|a| (a.name(), a.eps())).collect(),
+    };
+    let file = StateFile {
+        path: config.state.as_deref(),
+    };
+    let mut state = match file.load(&key)? {
+        Some(state) => state,
+        None => {
+            let mut clean_pred = Vec::with_capacity(labels.len());
+            for i in 0..batches.len() {
+                clean_pred.extend(predictions(model, load(i)?.images)?);
+            }
+            let state = EvalState {
+                key,
+                clean_pred,
+                attacks: vec![AttackProgress::default(); attacks.len()],
+            };
+            file.save(&state)?;
+            state
+        }
+    };
+    let done_images = |done: usize| batches.iter().take(done).map(Vec::len).sum::<usize>();
+    let fits = state.attacks.iter().all(|a| {
+        a.batches_done <= batches.len() && a.robust_pred.len() == done_images(a.batches_done)
+    });
+    if !fits {
+        let path = config.state.as_deref().unwrap_or(Path::new(""));
+        return Err(StateFile::error(
+            path,
+            "inconsistent evaluation state".into(),
+        ));
     }
-    let clean = ClassWiseAccuracy::from_predictions(&clean_pred, &labels, classes)?;
+    let clean = ClassWiseAccuracy::from_predictions(&state.clean_pred, &labels, classes)?;
 
     let mut reports = Vec::with_capacity(attacks.len());
-    for attack in attacks {
+    for (a, attack) in attacks.iter().enumerate() {
         let report = evaluate_attack(
             model,
             attack.as_ref(),
             &batches,
             &load,
-            (&clean_pred, &labels, classes),
+            (&labels, classes),
             config,
+            (&mut state, a, &file),
         )?;
         if report.max_perturbation > report.eps + 1e-5 {
             warnings.push(format!(
@@ -178,28 +312,33 @@ pub fn evaluate(
     })
 }
 
-type Truth<'a> = (&'a [usize], &'a [usize], usize);
+type Truth<'a> = (&'a [usize], usize);
+type Record<'a, 'b> = (&'a mut EvalState, usize, &'a StateFile<'b>);
 
 fn evaluate_attack(
     model: &dyn Model,
     attack: &dyn Attack,
     batches: &[Vec<usize>],
     load: &dyn Fn(usize) -> std::result::Result<ferd_data::Batch, ferd_data::DataError>,
-    (clean_pred, labels, classes): Truth<'_>,
+    (labels, classes): Truth<'_>,
     config: &EvalConfig,
+    (state, a, file): Record<'_, '_>,
 ) -> Result<AttackReport> {
-    let start = Instant::now();
     let mut progress = Progress::new(attack.name(), "images", labels.len(), config.progress);
-    let mut robust_pred = Vec::with_capacity(labels.len());
-    let mut stage_flags: Vec<(String, Vec<bool>, f64)> = Vec::new();
-    let mut max_perturbation = 0.0f32;
-    for (i, rows) in batches.iter().enumerate() {
+    let clean_pred = state.clean_pred.clone();
+    let done = state.attacks[a].batches_done;
+    for (i, rows) in batches.iter().enumerate().skip(done) {
+        let start = Instant::now();
+        let record = &mut state.attacks[a];
+        let (robust_pred, stage_flags) = (&mut record.robust_pred, &mut record.stages);
         let batch = load(i)?;
         let y: Tensor<1, Int> = batch.labels;
         let staged =
             attack.perturb_staged(model, batch.images.clone(), y, batch_seed(config.seed, i))?;
         let distances = linf_distance(&staged.adv, &batch.images);
-        max_perturbation = distances.into_iter().fold(max_perturbation, f32::max);
+        record.max_perturbation = distances
+            .into_iter()
+            .fold(record.max_perturbation, f32::max);
         let offset = robust_pred.len();
         for (j, p) in predictions(model, staged.adv)?.into_iter().enumerate() {
             let k = offset + j;
@@ -219,12 +358,18 @@ fn evaluate_attack(
         }
         let done = robust_pred.len();
         let correct = (0..done).filter(|&k| robust_pred[k] == labels[k]).count();
+        record.batches_done = i + 1;
+        record.seconds += start.elapsed().as_secs_f64();
+        file.save(state)?;
         progress.update(
             offset + rows.len(),
             &format!("robust {:.2}%", 100.0 * correct as f64 / done as f64),
         );
     }
-    let stages = stage_flags
+    let record = state.attacks[a].clone();
+    let robust_pred = record.robust_pred;
+    let stages = record
+        .stages
         .into_iter()
         .map(|(name, flags, seconds)| StageReport {
             name,
@@ -238,8 +383,8 @@ fn evaluate_attack(
         eps: attack.eps(),
         robust: ClassWiseAccuracy::from_predictions(&robust_pred, labels, classes)?,
         stages,
-        max_perturbation,
-        seconds: start.elapsed().as_secs_f64(),
+        max_perturbation: record.max_perturbation,
+        seconds: record.seconds,
     })
 }
 

@@ -44,6 +44,7 @@ fn report_matches_hand_counts_and_round_trips() {
         batch_size: 25,
         seed: 3,
         progress: false,
+        state: None,
     };
     let report = evaluate(&model, &data, &attacks, &device, &config).unwrap();
 

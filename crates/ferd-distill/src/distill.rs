@@ -319,6 +319,7 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
                 batch_size: config.evaluation.batch_size,
                 seed: mix(config.seed, &[epoch as u64, 0, draw::EVALUATION]),
                 progress: false,
+                state: None,
             },
         )?;
         Ok(Some(Evaluation {

@@ -381,6 +381,7 @@ impl<M: Classifier + Module + ModuleSnapshot> Job for TeacherJob<'_, M> {
             batch_size: 500,
             seed: mix(config.seed, &[epoch as u64, 0, draw::EVALUATION]),
             progress: false,
+            state: None,
         };
         let report = evaluate(
             &Frozen::new(&model),

@@ -299,6 +299,10 @@ fn a_diverging_run_stops_and_keeps_its_last_good_checkpoint() {
     let lines = std::fs::read_to_string(opts.dir.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 1, "only the good epoch is recorded");
 
+    if ferd_core::device::test_device_spec() != ferd_core::DeviceSpec::Flex {
+        eprintln!("bit-exact comparisons skipped: promised on the CPU (flex)");
+        return;
+    }
     // The checkpoint holds the model after epoch 0: finite, and what a one-epoch run ends with.
     let mut one = options("diverging-one");
     one.stop_after = Some(1);
