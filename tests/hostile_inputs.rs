@@ -492,35 +492,32 @@ fn web_pages_and_truncated_checkpoints_say_so() {
     let device = test_device();
     let page = "<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body></body></html>\n";
     let model = || Architecture::SmallCnn { width: 16 }.build(1, 10, &device);
+    let load = |path: &Path| {
+        let bpk = path.extension().is_some_and(|e| e == "bpk");
+        let result = if bpk {
+            load_weights(&mut model(), path)
+        } else {
+            load_pytorch(&mut model(), path)
+        };
+        result.unwrap_err().to_string()
+    };
     for name in ["teacher.bpk", "teacher.pt", "teacher.safetensors"] {
         let path = dir.join(name);
         std::fs::write(&path, page).unwrap();
-        let err = if name.ends_with(".bpk") {
-            load_weights(&mut model(), &path)
-        } else {
-            load_pytorch(&mut model(), &path)
-        }
-        .unwrap_err()
-        .to_string();
+        let err = load(&path);
         assert!(
             err.contains("HTML page") && err.contains(name),
             "{name}: {err}"
         );
         std::fs::write(&path, "").unwrap();
-        let err = if name.ends_with(".bpk") {
-            load_weights(&mut model(), &path)
-        } else {
-            load_pytorch(&mut model(), &path)
-        }
-        .unwrap_err()
-        .to_string();
+        let err = load(&path);
         assert!(err.contains("empty") && err.contains(name), "{name}: {err}");
     }
     let real = std::fs::read(repo("models/fmnist-small-teacher/teacher.bpk")).unwrap();
     let path = dir.join("cut.bpk");
     for keep in [4, 9, 100, 2000, real.len() / 2, real.len() - 1] {
         std::fs::write(&path, &real[..keep]).unwrap();
-        let err = load_weights(&mut model(), &path).unwrap_err().to_string();
+        let err = load(&path);
         assert!(
             err.contains("cut.bpk") && (err.contains("truncated") || err.contains("too short")),
             "cut at {keep}: {err}"

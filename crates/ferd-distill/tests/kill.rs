@@ -6,12 +6,14 @@
 //! only when `FERD_KILL_TEST_DIR` is set), kills it after a seeded random delay, and starts it
 //! again with `resume`, until a child finishes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
+use burn::module::Module;
+use common::parameters;
 use ferd_core::device::test_device;
 use ferd_core::random::rng;
 use ferd_data::{DatasetName, ImageDataset, Split};
@@ -75,18 +77,6 @@ fn train(dir: &Path, resume: bool) -> SmallCnn {
     train_teacher(model(), &data(), &config(), &options, &mut ())
         .unwrap()
         .model
-}
-
-fn parameters(model: &SmallCnn) -> Vec<f32> {
-    struct Flat(Vec<f32>);
-    impl ModuleVisitor for Flat {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.extend(param.val().try_to_vec_as::<f32>().unwrap());
-        }
-    }
-    let mut flat = Flat(Vec::new());
-    model.valid().visit(&mut flat);
-    flat.0
 }
 
 /// The child: trains into the folder it is given, resuming whatever is there.

@@ -2,10 +2,12 @@
 //! method lower its loss, PGD-AT gives a more robust model than standard training, and a run
 //! resumed from its checkpoint ends with the same weights as an uninterrupted one.
 
+mod common;
+
 use std::path::PathBuf;
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
+use burn::module::Module;
+use common::parameters;
 use ferd_attacks::{Attack, Frozen, Model, Pgd};
 use ferd_core::device::test_device;
 use ferd_data::{DatasetName, ImageDataset, Split};
@@ -194,18 +196,6 @@ fn pgd_at_is_more_robust_than_standard_training() {
         a > s + 0.1,
         "PGD-AT {a} is not clearly more robust than standard {s}"
     );
-}
-
-fn parameters(model: &SmallCnn) -> Vec<f32> {
-    struct Flat(Vec<f32>);
-    impl ModuleVisitor for Flat {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.extend(param.val().try_to_vec_as::<f32>().unwrap());
-        }
-    }
-    let mut flat = Flat(Vec::new());
-    model.valid().visit(&mut flat);
-    flat.0
 }
 
 #[test]
