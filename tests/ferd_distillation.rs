@@ -419,3 +419,44 @@ fn mismatched_models_are_refused() {
         "no work started"
     );
 }
+
+/// A distillation whose student diverges (learning rate 1e30) stops with `NonFinite`, naming
+/// the epoch and the step or term that failed, and keeps the checkpoint of its last complete
+/// epoch (the synthesis-only warm-up epoch here).
+#[test]
+fn a_diverging_distillation_stops_and_keeps_its_last_checkpoint() {
+    let device = test_device();
+    let teacher = teacher(&device);
+    let mut config = FerdConfig::preset(Budget::Tiny, FerdMethod::Ferd);
+    config.epochs = 4;
+    config.student.lr = 1e30;
+    let options = RunOptions::new(run_dir("diverging"), device.clone());
+    let Err(err) = distill(
+        &teacher,
+        student(2, 4, &device),
+        &config,
+        None,
+        &options,
+        &mut (),
+    ) else {
+        panic!("the run does not diverge");
+    };
+    let message = err.to_string();
+    eprintln!("{message}");
+    assert!(
+        matches!(err, ferd::distill::DistillError::NonFinite { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("epoch ") && message.contains("is kept"),
+        "{message}"
+    );
+    assert!(message.contains("step"), "{message}");
+    let state = std::fs::read_to_string(options.dir.join("checkpoint/state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let done = state["epochs_done"].as_u64().unwrap();
+    assert!(
+        done >= 1 && message.contains(&format!("epoch {done} ")),
+        "checkpoint after {done} epochs; {message}"
+    );
+}

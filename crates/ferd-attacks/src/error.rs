@@ -23,6 +23,15 @@ pub enum AttackError {
         /// What is wrong.
         detail: String,
     },
+    /// The model returned NaN or infinite logits: no prediction can be scored, and an attack on
+    /// such a point would report it as robust or broken at random.
+    #[error("{what}: {detail}")]
+    NonFinite {
+        /// The attack or function that received them.
+        what: &'static str,
+        /// How many images, and the first one's logits.
+        detail: String,
+    },
     /// A file that could not be read or is not what it should be (a report that does not parse).
     #[error("{}: {reason}", path.display())]
     File {

@@ -11,7 +11,7 @@ use burn::tensor::{Int, Tensor};
 use ferd_core::metrics::to_indices;
 use ferd_models::Classifier;
 
-use crate::error::{Result, bad_input};
+use crate::error::{AttackError, Result, bad_input};
 
 /// A function from images `[B, C, H, W]` in `[0, 1]` to logits `[B, classes]`.
 ///
@@ -113,15 +113,15 @@ pub(crate) fn check_finite(what: &'static str, logits: &Tensor<2>) -> Result<()>
         .collect();
     match bad.first() {
         None => Ok(()),
-        Some(&first) => Err(bad_input(
+        Some(&first) => Err(AttackError::NonFinite {
             what,
-            format!(
+            detail: format!(
                 "the model returned NaN or infinite logits for {} of {batch} images (first: \
                  image {first} of the batch, logits {:?})",
                 bad.len(),
                 &values[first * classes..(first + 1) * classes]
             ),
-        )),
+        }),
     }
 }
 

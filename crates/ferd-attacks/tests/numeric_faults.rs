@@ -27,7 +27,7 @@ const ATTACKS: [&str; 9] = [
 ];
 
 fn is_non_finite_error(err: &AttackError) -> bool {
-    matches!(err, AttackError::Input { detail, .. } if detail.contains("NaN or infinite"))
+    matches!(err, AttackError::NonFinite { detail, .. } if detail.contains("NaN or infinite"))
 }
 
 /// A linear model whose logits for the images of the given rows are replaced by `value`.

@@ -65,12 +65,16 @@ pub enum DistillError {
 }
 
 impl DistillError {
-    /// For a [`NonFinite`](Self::NonFinite) error, `place` put in front of what failed (the
-    /// epoch, the step); other errors unchanged.
+    /// For a [`NonFinite`](Self::NonFinite) error (or an attack's), `place` put in front of what
+    /// failed (the epoch, the step); other errors unchanged.
     pub(crate) fn at(self, place: impl std::fmt::Display) -> Self {
         match self {
             Self::NonFinite { what, detail } => Self::NonFinite {
                 what: format!("{place}: {what}"),
+                detail,
+            },
+            Self::Attack(AttackError::NonFinite { what, detail }) => Self::NonFinite {
+                what: format!("{place}: the input of {what}"),
                 detail,
             },
             other => other,
