@@ -89,8 +89,9 @@ impl StateFile<'_> {
         }
     }
 
-    /// The recorded state, when there is one for this evaluation.
-    fn load(&self, key: &StateKey) -> Result<Option<EvalState>> {
+    /// The recorded state, when there is one for this evaluation. `batch_lengths` are the
+    /// images per batch: every attack's record must cover exactly its first batches.
+    fn load(&self, key: &StateKey, batch_lengths: &[usize]) -> Result<Option<EvalState>> {
         let Some(path) = self.path.filter(|p| p.exists()) else {
             return Ok(None);
         };
@@ -105,12 +106,13 @@ impl StateFile<'_> {
                     .into(),
             ));
         }
+        let covered = |done: usize| batch_lengths.iter().take(done).sum::<usize>();
         let consistent = state.attacks.len() == key.attacks.len()
             && state.clean_pred.len() == key.samples
-            && state
-                .attacks
-                .iter()
-                .all(|a| a.robust_pred.len() <= key.samples);
+            && state.attacks.iter().all(|a| {
+                a.batches_done <= batch_lengths.len()
+                    && a.robust_pred.len() == covered(a.batches_done)
+            });
         if !consistent {
             return Err(Self::error(path, "inconsistent evaluation state".into()));
         }
@@ -253,7 +255,8 @@ pub fn evaluate(
     let file = StateFile {
         path: config.state.as_deref(),
     };
-    let mut state = match file.load(&key)? {
+    let batch_lengths: Vec<usize> = batches.iter().map(Vec::len).collect();
+    let mut state = match file.load(&key, &batch_lengths)? {
         Some(state) => state,
         None => {
             let mut clean_pred = Vec::with_capacity(labels.len());
@@ -269,17 +272,6 @@ pub fn evaluate(
             state
         }
     };
-    let done_images = |done: usize| batches.iter().take(done).map(Vec::len).sum::<usize>();
-    let fits = state.attacks.iter().all(|a| {
-        a.batches_done <= batches.len() && a.robust_pred.len() == done_images(a.batches_done)
-    });
-    if !fits {
-        let path = config.state.as_deref().unwrap_or(Path::new(""));
-        return Err(StateFile::error(
-            path,
-            "inconsistent evaluation state".into(),
-        ));
-    }
     let clean = ClassWiseAccuracy::from_predictions(&state.clean_pred, &labels, classes)?;
 
     let mut reports = Vec::with_capacity(attacks.len());
@@ -366,22 +358,21 @@ fn evaluate_attack(
             &format!("robust {:.2}%", 100.0 * correct as f64 / done as f64),
         );
     }
-    let record = state.attacks[a].clone();
-    let robust_pred = record.robust_pred;
+    let record = &state.attacks[a];
     let stages = record
         .stages
-        .into_iter()
+        .iter()
         .map(|(name, flags, seconds)| StageReport {
-            name,
+            name: name.clone(),
             robust_accuracy: flags.iter().filter(|&&f| f).count() as f64 / flags.len() as f64,
-            per_class: per_class(&flags, labels, classes),
-            seconds,
+            per_class: per_class(flags, labels, classes),
+            seconds: *seconds,
         })
         .collect();
     Ok(AttackReport {
         name: attack.name(),
         eps: attack.eps(),
-        robust: ClassWiseAccuracy::from_predictions(&robust_pred, labels, classes)?,
+        robust: ClassWiseAccuracy::from_predictions(&record.robust_pred, labels, classes)?,
         stages,
         max_perturbation: record.max_perturbation,
         seconds: record.seconds,

@@ -98,7 +98,7 @@ pub fn load_pytorch<M: ModuleSnapshot + PyTorchLayout>(
     path: &Path,
 ) -> Result<(), ModelError> {
     WeightFormat::of(path)?;
-    check_not_a_web_page(path)?;
+    FileStart::read(path)?.check_not_a_web_page(path)?;
     let renames: Vec<(&str, &str)> = UNWRAP
         .iter()
         .chain(model.pytorch_renames())
@@ -158,74 +158,89 @@ pub fn save_weights<M: ModuleSnapshot>(model: &M, path: &Path) -> Result<(), Mod
     }
 }
 
-/// Refuses an empty file, and a web page saved under a weights file's name (the most common
-/// failed download: a login, error or redirect page), with an error that says so.
-fn check_not_a_web_page(path: &Path) -> Result<(), ModelError> {
-    use std::io::Read;
-    let mut start = Vec::with_capacity(512);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(512).read_to_end(&mut start))
-        .map_err(|e| read_error(path, e))?;
-    if start.is_empty() {
-        return Err(read_error(path, "the file is empty"));
+/// The first bytes of a weights file and its length, read once for the checks below.
+struct FileStart {
+    bytes: Vec<u8>,
+    len: u64,
+}
+
+/// Bytes of a file's start that the checks look at.
+const SNIFF_BYTES: u64 = 512;
+
+impl FileStart {
+    fn read(path: &Path) -> Result<Self, ModelError> {
+        use std::io::Read;
+        let mut bytes = Vec::with_capacity(SNIFF_BYTES as usize);
+        let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+        let len = file.metadata().map_err(|e| read_error(path, e))?.len();
+        file.take(SNIFF_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(|e| read_error(path, e))?;
+        Ok(Self { bytes, len })
     }
-    let text = String::from_utf8_lossy(&start).to_ascii_lowercase();
-    let trimmed = text.trim_start();
-    if trimmed.starts_with("<!doctype html")
-        || trimmed.starts_with("<html")
-        || text.contains("<head>")
-    {
-        return Err(read_error(
-            path,
-            "this is an HTML page, not a weights file: the download probably failed (a login, \
-             error or redirect page was saved instead)",
-        ));
+
+    /// Refuses an empty file, and a web page saved under a weights file's name (the most
+    /// common failed download: a login, error or redirect page), with an error that says so.
+    fn check_not_a_web_page(&self, path: &Path) -> Result<(), ModelError> {
+        if self.bytes.is_empty() {
+            return Err(read_error(path, "the file is empty"));
+        }
+        let text = String::from_utf8_lossy(&self.bytes).to_ascii_lowercase();
+        let trimmed = text.trim_start();
+        if trimmed.starts_with("<!doctype html")
+            || trimmed.starts_with("<html")
+            || text.contains("<head>")
+        {
+            return Err(read_error(
+                path,
+                "this is an HTML page, not a weights file: the download probably failed (a \
+                 login, error or redirect page was saved instead)",
+            ));
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Checks a burnpack header against the file's length before Burn's reader sees it: the
+    /// reader allocates the metadata length the header claims (up to 100 MiB) before it reads,
+    /// so a corrupt or truncated file would otherwise cost that much memory and end in a bare
+    /// "failed to fill whole buffer".
+    fn check_burnpack_header(&self, path: &Path) -> Result<(), ModelError> {
+        let fail = |reason: String| read_error(path, reason);
+        let Some(header) = self.bytes.get(..BURNPACK_HEADER) else {
+            return Err(fail(format!(
+                "{} bytes is too short for a burnpack header (truncated, or not a burnpack file)",
+                self.len
+            )));
+        };
+        if header[..4] != BURNPACK_MAGIC {
+            return Err(fail("not a burnpack file: bad magic number".into()));
+        }
+        let metadata = u32::from_le_bytes([header[6], header[7], header[8], header[9]]) as u64;
+        let available = self.len - BURNPACK_HEADER as u64;
+        if metadata > available {
+            return Err(fail(format!(
+                "truncated or corrupt burnpack: its header announces {metadata} bytes of \
+                 metadata, the file has {available} after the header"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The fixed header of a burnpack file: magic number, format version, metadata length.
 const BURNPACK_MAGIC: [u8; 4] = *b"NRUB";
 const BURNPACK_HEADER: usize = 4 + 2 + 4;
 
-/// Checks a burnpack file's header against its length before Burn's reader sees it: the reader
-/// allocates the metadata length the header claims (up to 100 MiB) before it reads, so a
-/// corrupt or truncated file would otherwise cost that much memory and end in a bare
-/// "failed to fill whole buffer".
-fn check_burnpack_header(path: &Path) -> Result<(), ModelError> {
-    use std::io::Read;
-    let fail = |reason: String| read_error(path, reason);
-    let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
-    let mut header = [0u8; BURNPACK_HEADER];
-    if file.read_exact(&mut header).is_err() {
-        return Err(fail(format!(
-            "{len} bytes is too short for a burnpack header (truncated, or not a burnpack file)"
-        )));
-    }
-    if header[..4] != BURNPACK_MAGIC {
-        return Err(fail("not a burnpack file: bad magic number".into()));
-    }
-    let metadata = u32::from_le_bytes([header[6], header[7], header[8], header[9]]) as u64;
-    let available = len - BURNPACK_HEADER as u64;
-    if metadata > available {
-        return Err(fail(format!(
-            "truncated or corrupt burnpack: its header announces {metadata} bytes of metadata, \
-             the file has {available} after the header"
-        )));
-    }
-    Ok(())
-}
-
 /// Loads weights saved by [`save_weights`] (Burn's names).
 pub fn load_weights<M: ModuleSnapshot>(model: &mut M, path: &Path) -> Result<(), ModelError> {
     if !path.is_file() {
         return Err(read_error(path, "no such file"));
     }
-    check_not_a_web_page(path)?;
+    let start = FileStart::read(path)?;
+    start.check_not_a_web_page(path)?;
     let result = match WeightFormat::of(path)? {
         WeightFormat::Burnpack => {
-            check_burnpack_header(path)?;
+            start.check_burnpack_header(path)?;
             model.load_from(
                 &mut BurnpackStore::from_file(path)
                     .allow_partial(true)
