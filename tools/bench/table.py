@@ -11,20 +11,34 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def set_threads():
-    """Uses THREADS (compare.sh sets it, as RAYON_NUM_THREADS for ferd) or every core."""
+    """Uses THREADS (compare.sh sets it, as RAYON_NUM_THREADS for ferd) or every core, and
+    TORCH_DEVICE (default `cpu`; `cuda` for the GPU comparison with ferd on wgpu) as the device
+    every tensor and model is created on."""
     threads = int(os.environ.get("THREADS", os.cpu_count()))
     torch.set_num_threads(threads)
+    torch.set_default_device(DEVICE)
     return threads
+
+
+DEVICE = os.environ.get("TORCH_DEVICE", "cpu")
+
+
+def sync():
+    """Waits for the GPU's queued work, so that a timing covers it."""
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def median_ms(fn, repeats, warmup=2):
     """Median wall time of `fn` in milliseconds, after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     times.sort()
     return times[len(times) // 2] * 1e3

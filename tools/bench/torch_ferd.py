@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools/golden"))
 sys.path.insert(0, str(ROOT / "tools/bench"))
 import ferd_fixtures as fx  # noqa: E402
-from table import criterion_ms, median_ms, row, set_threads  # noqa: E402
+from table import DEVICE, criterion_ms, median_ms, row, set_threads  # noqa: E402
 
 B, INNER, K, ROUND = 64, 20, 10, 5
 
@@ -31,8 +31,8 @@ def crop(x, pad=2):
     """Random crop with zero padding, per sample (as ferd's augmentation)."""
     n, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,))
-    dx = torch.randint(0, 2 * pad + 1, (n,))
+    dy = torch.randint(0, 2 * pad + 1, (n,), device="cpu")  # offsets stay on the host
+    dx = torch.randint(0, 2 * pad + 1, (n,), device="cpu")
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
 
 
@@ -99,7 +99,7 @@ def main():
     opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     x = torch.rand(B, 1, 28, 28)
     y = torch.arange(B) % 10
-    print(f"<!-- torch {torch.__version__}, {threads} threads, batch {B} -->")
+    print(f"<!-- torch {torch.__version__}, {threads} threads, {DEVICE}, batch {B} -->")
     synthesis = median_ms(lambda: synthesis_round(teacher, frozen_student), 5, warmup=1) / ROUND
     ours = criterion_ms("ferd", "synthesis_round_5")
     print(row("FERD synthesis iteration (B64, 28x28)", synthesis, ours and ours / ROUND))

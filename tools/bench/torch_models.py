@@ -1,6 +1,6 @@
 """PyTorch timing of what benches/models.rs measures: forward + cross-entropy + backward of
 small-cnn-16 at batch 64 on 28x28x1 images, and of the CIFAR ResNet-18 and MobileNet-V2 at batch
-64 on 32x32 images, on the CPU. Prints one Markdown row per model (PyTorch's median, ferd's
+64 on 32x32 images, on the CPU (or the GPU: TORCH_DEVICE=cuda). Prints one Markdown row per model (PyTorch's median, ferd's
 criterion median when `cargo bench --bench models` has run, the ratio).
 
 Run:  THREADS=2 python3 tools/bench/torch_models.py   (needs torch; uses the definitions of
@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "tools/golden"))
 sys.path.insert(0, str(ROOT / "tools/bench"))
 from attack_fixtures import SmallCnn  # noqa: E402
 from model_fixtures import MobileNetV2, ResNet  # noqa: E402
-from table import criterion_ms, median_ms, row, set_threads  # noqa: E402
+from table import DEVICE, criterion_ms, median_ms, row, set_threads  # noqa: E402
 
 
 def time_step(model, x, y, repeats=10):
@@ -42,7 +42,7 @@ class Full(torch.nn.Module):
 def main():
     threads = set_threads()
     torch.manual_seed(0)
-    print(f"<!-- torch {torch.__version__}, {threads} threads -->")
+    print(f"<!-- torch {torch.__version__}, {threads} threads, {DEVICE} -->")
     x = torch.rand(64, 1, 28, 28)
     y = torch.randint(0, 10, (64,))
     ms = time_step(SmallCnn(16).train(), x, y)

@@ -26,7 +26,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchattacks
+try:  # only the fixture generation needs it; the model definitions are also used by tools/bench
+    import torchattacks
+except ImportError:
+    torchattacks = None
 from safetensors.torch import save_file
 
 EPS = 0.1

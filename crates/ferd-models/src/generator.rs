@@ -8,13 +8,12 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::interpolate::{Interpolate2dConfig, InterpolateMode};
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{leaky_relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 
 use crate::init::{Init, initialize};
-use crate::layers::{batch_norm, conv, conv_forward};
+use crate::layers::{batch_norm, conv, conv_forward, upsample_nearest};
 
 /// Configuration of a [`Generator`].
 #[derive(Config, Debug)]
@@ -87,14 +86,7 @@ impl Generator {
     pub fn forward(&self, z: Tensor<2>) -> Tensor<4> {
         let [batch, _] = z.dims();
         let side = self.init_side;
-        let up = |x: Tensor<4>| {
-            let [_, _, h, w] = x.dims();
-            Interpolate2dConfig::new()
-                .with_output_size(Some([2 * h, 2 * w]))
-                .with_mode(InterpolateMode::Nearest)
-                .init()
-                .forward(x)
-        };
+        let up = |x: Tensor<4>| upsample_nearest(x, 2);
         let x = self
             .l1
             .forward(z)

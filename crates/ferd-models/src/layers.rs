@@ -11,6 +11,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::classifier::Tap;
 
+/// Nearest-neighbour upsampling of `[B, C, H, W]` by an integer `factor` (PyTorch's
+/// `nn.Upsample(scale_factor=factor)`), written as a broadcast of each pixel over a
+/// `factor x factor` block: integer indexing only, and the backward is a sum over the block.
+///
+/// Burn 0.22.1's `interpolate` (nearest) maps output to input pixels with a float division. On
+/// an NVIDIA GPU under wgpu its backward gave wrong gradients for the generator's 7 -> 14
+/// upsampling (input gradient off by up to 110% of its scale; measured on an H200, 2026-11-30;
+/// upstream tracel-ai/burn#4686 reports the forward for other sizes). Broadcasting gives the
+/// same values as the reference on every backend (`ferd-distill/tests/backend_agreement.rs`).
+pub fn upsample_nearest(x: Tensor<4>, factor: usize) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h, 1, w, 1])
+        .expand([b, c, h, factor, w, factor])
+        .reshape([b, c, h * factor, w * factor])
+}
+
 /// A bias-free `k x k` convolution with PyTorch's padding `k / 2`.
 pub fn conv(
     in_channels: usize,
@@ -217,6 +233,39 @@ mod tests {
     use super::*;
     use ferd_core::device::test_device;
     use ferd_core::random::{normal, rng};
+
+    /// Upsampling by 2 copies each pixel into a 2x2 block, and its backward sums the upstream
+    /// gradient over the block (worked by hand on a 2x3 image).
+    #[test]
+    fn nearest_upsampling_copies_blocks_and_sums_gradients_back() {
+        let device = test_device().autodiff();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![1.0f32, 2., 3., 4., 5., 6.], [1, 1, 2, 3]),
+            &device,
+        )
+        .require_grad();
+        let y = upsample_nearest(x.clone(), 2);
+        assert_eq!(y.dims(), [1, 1, 4, 6]);
+        let expected = [
+            1., 1., 2., 2., 3., 3., //
+            1., 1., 2., 2., 3., 3., //
+            4., 4., 5., 5., 6., 6., //
+            4., 4., 5., 5., 6., 6.,
+        ];
+        assert_eq!(y.clone().into_data().try_to_vec::<f32>().unwrap(), expected);
+        // Upstream gradient r[i][j] = 6 i + j: each input pixel gets the sum over its block.
+        let r: Vec<f32> = (0..24).map(|k| k as f32).collect();
+        let r = Tensor::<4>::from_data(TensorData::new(r, [1, 1, 4, 6]), &device);
+        let grads = (y * r).sum().backward();
+        let dx = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        // Block (0, 0): 0 + 1 + 6 + 7 = 14; each step right adds 2 * 4 = 8; down adds 12 * 4.
+        assert_eq!(dx, [14., 22., 30., 62., 70., 78.]);
+    }
 
     /// `conv_forward` computes what Burn's own `Conv2d::forward` computes, for every padding kind
     /// (`Same` with an odd total, where the extra pixel goes at the end).
