@@ -59,7 +59,7 @@ fn main() {
     let device = test_device();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/ferd-attacks/tests/fixtures");
     let mut model = SmallCnnConfig::new().with_width(8).init(&device);
-    load_pytorch(&mut model, &fixtures.join("small_cnn_w8.safetensors")).expect("weights load");
+    load_pytorch(&mut model, fixtures.join("small_cnn_w8.safetensors")).expect("weights load");
     let model = Frozen::new(&model);
     let test = load(DatasetName::FashionMnist, Split::Test, None).expect("Fashion-MNIST test set");
     let rows: Vec<usize> = (0..images).collect();

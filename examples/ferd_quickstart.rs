@@ -28,9 +28,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ferd::attacks::{Attack, EvalConfig, EvaluationReport, Frozen, Pgd, evaluate};
 use ferd::core::DeviceSpec;
-use ferd::data::{DatasetName, ImageDataset, Split, load};
+use ferd::data::{DatasetName, Split, load};
 use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions, distill};
 use ferd::models::init::{Init, initialize};
 use ferd::models::weights::load_weights;
@@ -108,27 +107,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(args)
-}
-
-/// Clean and PGD-20 accuracy of a frozen model on `test`.
-fn final_report(
-    model: &ferd::models::AnyClassifier,
-    test: &ImageDataset,
-    config: &FerdConfig,
-    device: &burn::tensor::Device,
-) -> Result<EvaluationReport, Box<dyn std::error::Error>> {
-    let pgd: Vec<Box<dyn Attack>> = vec![Box::new(Pgd::new(
-        config.threat.eps,
-        config.threat.alpha,
-        config.evaluation.pgd_steps,
-    ))];
-    let eval = EvalConfig {
-        batch_size: 500,
-        seed: config.seed,
-        progress: false,
-        state: None,
-    };
-    Ok(evaluate(&Frozen::new(model), test, &pgd, device, &eval)?)
 }
 
 fn percent(v: Option<f64>) -> String {
@@ -210,9 +188,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         final_test.len()
     );
     let mut student = args.student.build(channels, config.num_classes, &device);
-    load_weights(&mut student, &args.out.join("student.bpk"))?;
-    let teacher_report = final_report(&teacher, &final_test, &config, &device)?;
-    let student_report = final_report(&student, &final_test, &config, &device)?;
+    load_weights(&mut student, args.out.join("student.bpk"))?;
+    let comparison = ferd::compare::teacher_and_student(
+        &teacher,
+        &student,
+        &final_test,
+        &config,
+        &device,
+        distill_seconds,
+    )?;
+    let (teacher_report, student_report) = (&comparison.teacher, &comparison.student);
 
     let names = final_test.class_names();
     let pgd_name = &student_report.attacks[0].name;
@@ -259,16 +244,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         distill_seconds / 60.0,
         started.elapsed().as_secs_f64() / 60.0
     );
-    let summary = serde_json::json!({
-        "test_images": final_test.len(),
-        "distill_seconds": distill_seconds,
-        "total_seconds": started.elapsed().as_secs_f64(),
-        "teacher": teacher_report,
-        "student": student_report,
-    });
     std::fs::write(
         args.out.join("final.json"),
-        serde_json::to_string_pretty(&summary)?,
+        serde_json::to_string_pretty(&comparison)?,
     )?;
     Ok(())
 }

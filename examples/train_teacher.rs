@@ -5,16 +5,10 @@
 //! cargo run --release --example train_teacher -- --preset fmnist-small [--out DIR] [--resume]
 //!     [--epochs N] [--seed S] [--device flex] [--data-dir DIR]
 //! ```
-//! Presets:
-//! - `fmnist-small`: `small-cnn-16` on the Fashion-MNIST training set, fast adversarial
-//!   training at eps 0.1 (FGSM step 0.125 from a random start), 8 epochs, SGD 0.05 with cosine
-//!   decay, batch 128, crops with padding 2, no flips; the bundled teacher
-//!   (`models/fmnist-small-teacher`) was trained with it.
-//! - `cifar10-resnet18-pgdat`: ResNet-18 on CIFAR-10 with Rice et al.'s recipe: 200 epochs,
-//!   SGD 0.1 decayed x0.1 at epochs 100 and 150, momentum 0.9, weight decay 5e-4, batch 128,
-//!   PGD-10 at 8/255 with step 2/255, crops with padding 4 and flips, best epoch by PGD-20
-//!   accuracy on 1,000 held-out training images. Needs the CIFAR-10 binary files
-//!   (`--data-dir` or `$FERD_DATA_DIR/cifar-10-batches-bin`).
+//! Presets are the library's [`ferd::distill::TeacherPreset`]s: `fmnist-small` (the bundled
+//! teacher's recipe) and `cifar10-resnet18-pgdat` (needs the CIFAR-10 binary files, `--data-dir`
+//! or `$FERD_DATA_DIR/cifar-10-batches-bin`). The `ferd train-teacher` command does the same with
+//! more options.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,76 +17,11 @@ use std::process::ExitCode;
 mod common;
 
 use ferd::core::DeviceSpec;
-use ferd::data::{DatasetName, Split, load};
-use ferd::distill::{Event, LrSchedule, Method, RunOptions, TeacherConfig, train_teacher};
-use ferd::models::zoo::Architecture;
+use ferd::data::{Split, load};
+use ferd::distill::{Event, RunOptions, TeacherPreset, train_teacher};
 
 const USAGE: &str = "usage: train_teacher --preset fmnist-small|cifar10-resnet18-pgdat [--out DIR] \
 [--resume] [--epochs N] [--seed S] [--device flex|wgpu|cuda:N] [--data-dir DIR]";
-
-struct Preset {
-    dataset: DatasetName,
-    arch: Architecture,
-    config: TeacherConfig,
-}
-
-fn preset(name: &str) -> Result<Preset, String> {
-    match name {
-        "fmnist-small" => Ok(Preset {
-            dataset: DatasetName::FashionMnist,
-            arch: Architecture::SmallCnn { width: 16 },
-            config: TeacherConfig {
-                method: Method::FastAt {
-                    eps: 0.1,
-                    alpha: 0.125,
-                },
-                epochs: 8,
-                batch_size: 128,
-                lr: 0.05,
-                momentum: 0.9,
-                nesterov: false,
-                weight_decay: 5e-4,
-                schedule: LrSchedule::Cosine,
-                crop_padding: 2,
-                flip: false,
-                seed: 0,
-                held_out_per_class: 100,
-                eval_eps: 0.1,
-                eval_steps: 20,
-            },
-        }),
-        "cifar10-resnet18-pgdat" => Ok(Preset {
-            dataset: DatasetName::Cifar10,
-            arch: Architecture::ResNet18,
-            config: TeacherConfig {
-                method: Method::PgdAt {
-                    eps: 8.0 / 255.0,
-                    alpha: 2.0 / 255.0,
-                    steps: 10,
-                },
-                epochs: 200,
-                batch_size: 128,
-                lr: 0.1,
-                momentum: 0.9,
-                nesterov: false,
-                weight_decay: 5e-4,
-                schedule: LrSchedule::MultiStep {
-                    milestones: vec![100, 150],
-                    gamma: 0.1,
-                },
-                crop_padding: 4,
-                flip: true,
-                seed: 0,
-                held_out_per_class: 100,
-                eval_eps: 8.0 / 255.0,
-                eval_steps: 20,
-            },
-        }),
-        other => Err(format!(
-            "unknown preset `{other}` (fmnist-small, cifar10-resnet18-pgdat)"
-        )),
-    }
-}
 
 struct Args {
     preset: String,
@@ -148,7 +77,8 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let mut p = preset(&args.preset)?;
+    let preset: TeacherPreset = args.preset.parse()?;
+    let mut p = preset.recipe();
     if let Some(epochs) = args.epochs {
         p.config.epochs = epochs;
     }

@@ -8,9 +8,35 @@
 //! - [`models`], [`attacks`], [`distill`]: the classifier zoo, the attack suite and the training
 //!   loops (`ferd-models`, `ferd-attacks`, `ferd-distill`)
 //! - [`images`]: image grids written as PNG, for looking at datasets and synthesized samples
+//! - [`compare`]: teacher and student side by side at the end of a distillation
+//! - [`report`]: Markdown, CSV and SVG charts from evaluation reports and run folders
 //!
 //! Backends are cargo features (`flex`, the default; `wgpu`; `cuda`; `ndarray`) and the device is
 //! chosen at run time with [`core::DeviceSpec`].
+//!
+//! # Examples
+//!
+//! AutoAttack, class by class, on the bundled Fashion-MNIST teacher (here on one test image per
+//! class; `balanced_subset(1000)` is the whole test set), and the report as Markdown, CSV and
+//! SVG charts:
+//!
+//! ```
+//! use ferd::attacks::{EvalConfig, Frozen, attack_by_name, evaluate};
+//! use ferd::data::{DatasetName, Split, load};
+//! use ferd::models::{load_weights, zoo::Architecture};
+//! use ferd::report::{Entry, write_evaluation};
+//!
+//! let device = ferd::core::DeviceSpec::Flex.device()?;
+//! let test = load(DatasetName::FashionMnist, Split::Test, None)?.balanced_subset(1);
+//! let mut model = Architecture::SmallCnn { width: 16 }.build(1, 10, &device);
+//! load_weights(&mut model, "models/fmnist-small-teacher/teacher.bpk")?;
+//! let attacks = [attack_by_name("autoattack", 0.1)?];
+//! let config = EvalConfig { progress: false, ..EvalConfig::default() };
+//! let report = evaluate(&Frozen::new(&model), &test, &attacks, &device, &config)?;
+//! write_evaluation(&[Entry::new("teacher", &report)], std::env::temp_dir().join("ferd-doc"))?;
+//! assert!(report.attacks[0].robust.overall <= report.clean.overall);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub use ferd_attacks as attacks;
 pub use ferd_core as core;
@@ -18,4 +44,6 @@ pub use ferd_data as data;
 pub use ferd_distill as distill;
 pub use ferd_models as models;
 
+pub mod compare;
 pub mod images;
+pub mod report;

@@ -26,7 +26,7 @@ fn bundled_teacher_is_accurate_and_robust() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fmnist-small-teacher");
     let arch: Architecture = "small-cnn-16".parse().unwrap();
     let mut model = arch.build(1, 10, &device);
-    load_weights(&mut model, &dir.join("teacher.bpk")).unwrap();
+    load_weights(&mut model, dir.join("teacher.bpk")).unwrap();
     let model = Frozen::new(&model);
     let test = load(DatasetName::FashionMnist, Split::Test, None).unwrap();
     let rows: Vec<usize> = (0..500).collect();

@@ -58,7 +58,7 @@ struct Setup {
 fn setup() -> Setup {
     let device = test_device();
     let mut model = SmallCnnConfig::new().with_width(8).init(&device);
-    load_pytorch(&mut model, &fixtures().join("small_cnn_w8.safetensors")).unwrap();
+    load_pytorch(&mut model, fixtures().join("small_cnn_w8.safetensors")).unwrap();
     let test = ferd_data::load(DatasetName::FashionMnist, Split::Test, None).unwrap();
     let rows: Vec<usize> = (0..IMAGES).collect();
     let batch = test.batch(&rows, &device).unwrap();

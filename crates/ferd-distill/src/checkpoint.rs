@@ -22,7 +22,7 @@ pub fn save_trainable<M: Module + ModuleSnapshot>(
     model: &M,
     optim: &ModuleOptimizer,
 ) -> Result<()> {
-    save_weights(&model.valid(), &dir.join(format!("{name}.bpk")))?;
+    save_weights(&model.valid(), dir.join(format!("{name}.bpk")))?;
     let optimizer = dir.join(format!("{name}.optimizer.bpk"));
     optim
         .save(&optimizer)
@@ -39,7 +39,7 @@ pub fn restore_trainable<M: Module + ModuleSnapshot>(
     mut model: M,
     optim: ModuleOptimizer,
 ) -> Result<(M, ModuleOptimizer)> {
-    load_weights(&mut model, &dir.join(format!("{name}.bpk")))?;
+    load_weights(&mut model, dir.join(format!("{name}.bpk")))?;
     let ids = dir.join(format!("{name}.ids.json"));
     let raw = fs::read_to_string(&ids).map_err(io_error(&ids))?;
     let ids_list: Vec<u64> = serde_json::from_str(&raw)

@@ -345,3 +345,49 @@ impl FerdConfig {
         Ok(())
     }
 }
+
+/// `config` with the field at the dotted path `key` (`student.lr`, `synthesis.weights.uni`,
+/// `student.ikl`) set to `value`, for `--set KEY=VALUE` on the command line. `value` is read as
+/// JSON (`0.05`, `true`, `[0.5, 0.999]`, `{"kind": "class_prior"}`), or else as a plain string.
+/// An unknown key or a value of the wrong type is an error naming the key; the caller checks
+/// the result as a whole.
+///
+/// # Examples
+/// ```
+/// use ferd_distill::config::with_field;
+/// use ferd_distill::{Budget, FerdConfig, FerdMethod};
+///
+/// let config = FerdConfig::preset(Budget::FmnistQuick, FerdMethod::Ferd);
+/// let changed = with_field(&config, "student.utae.gamma", "0.5").unwrap();
+/// assert_eq!(changed.student.utae.gamma, 0.5);
+/// assert!(with_field(&config, "student.gama", "0.5").is_err());
+/// ```
+pub fn with_field<T: Serialize + serde::de::DeserializeOwned>(
+    config: &T,
+    key: &str,
+    value: &str,
+) -> Result<T> {
+    let bad = |m: String| DistillError::Config(m);
+    let mut tree = serde_json::to_value(config).expect("a config serializes");
+    let mut slot = &mut tree;
+    for part in key.split('.') {
+        let known = match &*slot {
+            serde_json::Value::Object(map) => map.keys().cloned().collect::<Vec<_>>().join(", "),
+            _ => String::new(),
+        };
+        slot = match slot {
+            serde_json::Value::Object(map) => map.get_mut(part),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            bad(if known.is_empty() {
+                format!("`{key}`: `{part}` is not a field")
+            } else {
+                format!("`{key}`: no field `{part}` (known here: {known})")
+            })
+        })?;
+    }
+    *slot = serde_json::from_str(value)
+        .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+    serde_json::from_value(tree).map_err(|e| bad(format!("`{key}` = `{value}`: {e}")))
+}

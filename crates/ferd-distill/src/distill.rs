@@ -159,7 +159,7 @@ where
     };
     let history = run(&mut job, config, config.epochs, options, observer)?;
     let student = job.student.take().expect("the job holds its student");
-    save_weights(&student.valid(), &options.dir.join("student.bpk"))?;
+    save_weights(&student.valid(), options.dir.join("student.bpk"))?;
     Ok(Distilled { student, history })
 }
 

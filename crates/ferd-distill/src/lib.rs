@@ -11,7 +11,8 @@
 //! - [`student`]: the student loss and step;
 //! - [`distill`](distill()): the loop, with [`FerdConfig`] and its [`presets`].
 //!
-//! Teachers: [`teacher`] (standard training, PGD-AT, TRADES, fast AT). Both run on the shared
+//! Teachers: [`teacher`] (standard training, PGD-AT, TRADES, fast AT) and its recipes
+//! ([`teacher_presets`]). Both run on the shared
 //! epoch loop of [`run`] (run folder, resumable atomic [`checkpoint`]s, metrics as JSON lines,
 //! [`events`] for progress: the library never prints).
 
@@ -30,6 +31,7 @@ pub mod schedule;
 pub mod student;
 pub mod synthesis;
 pub mod teacher;
+pub mod teacher_presets;
 pub mod uniform_target;
 
 pub use config::FerdConfig;
@@ -37,8 +39,9 @@ pub use distill::{Distilled, EpochRecord, Evaluation, distill};
 pub use error::DistillError;
 pub use events::{Event, Observer};
 pub use presets::{Budget, Method as FerdMethod};
-pub use run::{Job, RunOptions};
+pub use run::{Job, RunOptions, read_metrics};
 pub use schedule::LrSchedule;
 pub use teacher::{
     EpochMetrics, Method, TeacherConfig, Trained, batch_loss, hold_out, train_teacher,
 };
+pub use teacher_presets::{TeacherPreset, TeacherRecipe};

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::CheckpointDir;
-use crate::error::{Result, io_error};
+use crate::error::{DistillError, Result, io_error};
 use crate::events::{Event, Observer};
 
 /// Where a run keeps its files and how far it goes.
@@ -157,6 +157,24 @@ fn read_state<M: DeserializeOwned>(
         ));
     }
     Ok(state)
+}
+
+/// Reads the `metrics.jsonl` of a run folder: one `M` per finished epoch (a FERD run's
+/// [`crate::EpochRecord`]s, a teacher run's [`crate::EpochMetrics`]). A line that does not parse
+/// as `M` is an error naming the file and the line.
+pub fn read_metrics<M: DeserializeOwned>(dir: impl AsRef<Path>) -> Result<Vec<M>> {
+    let path = dir.as_ref().join("metrics.jsonl");
+    let text = fs::read_to_string(&path).map_err(io_error(&path))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| DistillError::File {
+                path: path.clone(),
+                reason: format!("line {}: not the metrics of this kind of run: {e}", i + 1),
+            })
+        })
+        .collect()
 }
 
 /// Appends `metrics` to `metrics.jsonl`, or (when `append` is false) rewrites it with them:

@@ -284,7 +284,7 @@ where
     };
     let history = run(&mut job, config, config.epochs, options, observer)?;
     let model = job.model.take().expect("the job holds its model");
-    save_weights(&model.valid(), &options.dir.join("final.bpk"))?;
+    save_weights(&model.valid(), options.dir.join("final.bpk"))?;
     Ok(Trained {
         model,
         history,
@@ -404,7 +404,7 @@ impl<M: Classifier + Module + ModuleSnapshot> Job for TeacherJob<'_, M> {
                 epoch,
                 robust: metrics.robust.overall,
             };
-            save_weights(&model.valid(), &self.dir.join("best.bpk"))?;
+            save_weights(&model.valid(), self.dir.join("best.bpk"))?;
         }
         self.model = Some(model);
         Ok(metrics)

@@ -89,7 +89,7 @@ fn assert_vector(name: &str, got: &[f32], want: &[f32]) {
 
 fn small_cnn(width: usize, file: &str, device: &Device) -> SmallCnn {
     let mut model = SmallCnnConfig::new().with_width(width).init(device);
-    load_pytorch(&mut model, &fixtures().join(file)).unwrap();
+    load_pytorch(&mut model, fixtures().join(file)).unwrap();
     model
 }
 
@@ -100,7 +100,7 @@ fn generator(device: &Device) -> Generator {
         .with_image_side(28)
         .with_channels(1)
         .init(device, 0);
-    load_pytorch(&mut g, &fixtures().join("ferd_generator.safetensors")).unwrap();
+    load_pytorch(&mut g, fixtures().join("ferd_generator.safetensors")).unwrap();
     g
 }
 

@@ -86,7 +86,7 @@ fn child_run() {
         return;
     };
     let model = train(Path::new(&dir), true);
-    ferd_models::weights::save_weights(&model.valid(), &Path::new(&dir).join("final.bpk")).unwrap();
+    ferd_models::weights::save_weights(&model.valid(), Path::new(&dir).join("final.bpk")).unwrap();
 }
 
 fn spawn_child(dir: &Path) -> std::process::Child {
@@ -173,7 +173,7 @@ fn a_run_killed_anywhere_resumes_to_the_uninterrupted_weights() {
     );
 
     let mut resumed = model();
-    load_weights(&mut resumed, &dir.join("final.bpk")).unwrap();
+    load_weights(&mut resumed, dir.join("final.bpk")).unwrap();
     assert!(
         parameters(&resumed) == whole,
         "the killed and resumed run ends with other weights"

@@ -298,7 +298,7 @@ fn a_diverging_run_stops_and_keeps_its_last_good_checkpoint() {
     one.stop_after = Some(1);
     let first = train_teacher(model(4, 5), &data, &cfg, &one, &mut ()).unwrap();
     let mut saved = model(4, 6);
-    load_weights(&mut saved, &opts.dir.join("checkpoint/model.bpk")).unwrap();
+    load_weights(&mut saved, opts.dir.join("checkpoint/model.bpk")).unwrap();
     let (kept, expected) = (parameters(&saved), parameters(&first.model));
     assert!(kept.iter().all(|v| v.is_finite()));
     assert!(

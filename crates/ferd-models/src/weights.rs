@@ -95,8 +95,9 @@ fn check(path: &Path, result: ApplyResult) -> Result<(), ModelError> {
 /// Loads a PyTorch state dict (`.pt`/`.pth` or `.safetensors`) into a ferd model.
 pub fn load_pytorch<M: ModuleSnapshot + PyTorchLayout>(
     model: &mut M,
-    path: &Path,
+    path: impl AsRef<Path>,
 ) -> Result<(), ModelError> {
+    let path = path.as_ref();
     WeightFormat::of(path)?;
     FileStart::read(path)?.check_not_a_web_page(path)?;
     let renames: Vec<(&str, &str)> = UNWRAP
@@ -140,7 +141,11 @@ pub fn load_pytorch<M: ModuleSnapshot + PyTorchLayout>(
 
 /// Saves a model in Burn's names, as burnpack (`.bpk`) or SafeTensors (`.safetensors`). Save
 /// `model.valid()`: a training module may not hold the last BatchNorm update.
-pub fn save_weights<M: ModuleSnapshot>(model: &M, path: &Path) -> Result<(), ModelError> {
+pub fn save_weights<M: ModuleSnapshot>(
+    model: &M,
+    path: impl AsRef<Path>,
+) -> Result<(), ModelError> {
+    let path = path.as_ref();
     let write_error = |e: String| ModelError::Write {
         path: path.to_path_buf(),
         reason: e,
@@ -232,7 +237,11 @@ const BURNPACK_MAGIC: [u8; 4] = *b"NRUB";
 const BURNPACK_HEADER: usize = 4 + 2 + 4;
 
 /// Loads weights saved by [`save_weights`] (Burn's names).
-pub fn load_weights<M: ModuleSnapshot>(model: &mut M, path: &Path) -> Result<(), ModelError> {
+pub fn load_weights<M: ModuleSnapshot>(
+    model: &mut M,
+    path: impl AsRef<Path>,
+) -> Result<(), ModelError> {
+    let path = path.as_ref();
     if !path.is_file() {
         return Err(read_error(path, "no such file"));
     }

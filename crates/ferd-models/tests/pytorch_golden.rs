@@ -70,7 +70,7 @@ fn check_classifier<M: Classifier + ModuleSnapshot + PyTorchLayout>(name: &str, 
         .unwrap();
     load_pytorch(
         &mut model,
-        &fixtures().join(case["weights"].as_str().unwrap()),
+        fixtures().join(case["weights"].as_str().unwrap()),
     )
     .unwrap();
     let x: Tensor<4> = Tensor::from_data(
@@ -179,7 +179,7 @@ fn generator_matches_pytorch() {
         .valid();
     load_pytorch(
         &mut generator,
-        &fixtures().join(case["weights"].as_str().unwrap()),
+        fixtures().join(case["weights"].as_str().unwrap()),
     )
     .unwrap();
     let z: Tensor<2> =
@@ -200,7 +200,7 @@ fn mismatched_checkpoints_name_the_keys() {
     let mut model = ResNetConfig::new(vec![3, 4, 6, 3])
         .with_base_width(4)
         .init(&device);
-    let err = load_pytorch(&mut model, &fixtures().join("resnet_w8.pt")).unwrap_err();
+    let err = load_pytorch(&mut model, fixtures().join("resnet_w8.pt")).unwrap_err();
     let ModelError::Mismatch { problems, .. } = &err else {
         panic!("{err}")
     };
@@ -221,7 +221,7 @@ fn mismatched_checkpoints_name_the_keys() {
     let mut small = ResNetConfig::new(vec![2, 2, 2])
         .with_base_width(8)
         .init(&device);
-    let err = load_pytorch(&mut small, &fixtures().join("resnet_w8.pt")).unwrap_err();
+    let err = load_pytorch(&mut small, fixtures().join("resnet_w8.pt")).unwrap_err();
     assert!(
         err.to_string()
             .contains("unexpected in the file: layer4.0.conv1.weight"),
@@ -229,7 +229,7 @@ fn mismatched_checkpoints_name_the_keys() {
     );
     let err = load_pytorch(&mut small, Path::new("weights.onnx")).unwrap_err();
     assert!(matches!(err, ModelError::UnknownFormat { .. }));
-    let err = load_pytorch(&mut small, &fixtures().join("missing.pt")).unwrap_err();
+    let err = load_pytorch(&mut small, fixtures().join("missing.pt")).unwrap_err();
     assert!(matches!(err, ModelError::Read { .. }), "{err}");
 }
 

@@ -1,0 +1,333 @@
+//! The report of a run folder: a FERD distillation (`metrics.jsonl` of [`EpochRecord`]s and,
+//! once finished, `final.json`) or a teacher run (`metrics.jsonl` of [`EpochMetrics`]).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use ferd_distill::{EpochMetrics, EpochRecord, read_metrics};
+
+use super::svg::{Line, LineChart};
+use super::{Comparison, Entry, ReportError, markdown};
+
+/// What kind of run a folder holds, with its per-epoch metrics.
+#[derive(Debug, Clone)]
+pub enum RunKind {
+    /// A FERD distillation.
+    Ferd(Vec<EpochRecord>),
+    /// A teacher's training.
+    Teacher(Vec<EpochMetrics>),
+}
+
+/// A run folder, read.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Its metrics.
+    pub kind: RunKind,
+    /// The teacher-student comparison of a finished FERD run (`final.json`), if any.
+    pub comparison: Option<Comparison>,
+}
+
+impl RunReport {
+    /// Reads the run in `dir`: its `metrics.jsonl` as FERD records or else as teacher metrics,
+    /// and `final.json` when present.
+    pub fn read(dir: impl AsRef<Path>) -> Result<Self, ReportError> {
+        let dir = dir.as_ref().to_path_buf();
+        let kind = match read_metrics::<EpochRecord>(&dir) {
+            Ok(records) => RunKind::Ferd(records),
+            Err(ferd_err) => match read_metrics::<EpochMetrics>(&dir) {
+                Ok(metrics) => RunKind::Teacher(metrics),
+                Err(_) => return Err(ReportError::Distill(ferd_err)),
+            },
+        };
+        let final_path = dir.join("final.json");
+        let comparison = if final_path.exists() {
+            let text = std::fs::read_to_string(&final_path).map_err(|e| ReportError::File {
+                path: final_path.clone(),
+                reason: e.to_string(),
+            })?;
+            Some(serde_json::from_str(&text).map_err(|e| ReportError::File {
+                path: final_path.clone(),
+                reason: format!("not the final comparison of a FERD run: {e}"),
+            })?)
+        } else {
+            None
+        };
+        Ok(Self {
+            dir,
+            kind,
+            comparison,
+        })
+    }
+
+    /// Markdown: the final comparison (when the run finished) and a table of every epoch.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# Run `{}`\n", self.dir.display());
+        if let Some(c) = &self.comparison {
+            let _ = writeln!(
+                out,
+                "Teacher and student on {} test images; distillation {:.1} min, with the \
+                 evaluation {:.1} min.\n",
+                c.test_images,
+                c.distill_seconds / 60.0,
+                c.total_seconds / 60.0
+            );
+            out.push_str(&markdown(&[
+                Entry::new("teacher", &c.teacher),
+                Entry::new("student", &c.student),
+            ]));
+        }
+        match &self.kind {
+            RunKind::Ferd(records) => ferd_epochs(&mut out, records),
+            RunKind::Teacher(metrics) => teacher_epochs(&mut out, metrics),
+        }
+        out
+    }
+
+    /// The run's charts as `(file stem, SVG)`: accuracy and worst class over epochs, NSD over
+    /// epochs; for FERD also the class distribution chosen by reweighting and the synthesis
+    /// losses; and the final per-class comparison when the run finished.
+    pub fn charts(&self) -> Vec<(String, String)> {
+        let mut charts = Vec::new();
+        let line = |label: &str, points: Vec<(f64, f64)>, dashed| Line {
+            label: label.into(),
+            points,
+            dashed,
+        };
+        let accuracy = |title: &str, lines| LineChart {
+            title: title.into(),
+            x_label: "epoch".into(),
+            y_label: "accuracy".into(),
+            percent: true,
+            lines,
+        };
+        let nsd = |lines| LineChart {
+            title: "NSD of the class-wise accuracies (lower is fairer)".into(),
+            x_label: "epoch".into(),
+            y_label: "NSD".into(),
+            percent: false,
+            lines,
+        };
+        match &self.kind {
+            RunKind::Ferd(records) => {
+                let evaluated: Vec<(f64, &ferd_distill::Evaluation)> = records
+                    .iter()
+                    .filter_map(|r| Some((r.epoch as f64 + 1.0, r.evaluation.as_ref()?)))
+                    .collect();
+                let series = |f: &dyn Fn(&ferd_distill::Evaluation) -> Option<f64>| {
+                    evaluated
+                        .iter()
+                        .filter_map(|(x, e)| Some((*x, f(e)?)))
+                        .collect::<Vec<_>>()
+                };
+                let chart = accuracy(
+                    "Student on the test set per epoch (reported, never used to select)",
+                    vec![
+                        line("clean", series(&|e| Some(e.clean.overall)), false),
+                        line("PGD", series(&|e| Some(e.robust.overall)), false),
+                        line(
+                            "PGD, worst class",
+                            series(&|e| e.robust.worst_class.map(|w| w.1)),
+                            true,
+                        ),
+                    ],
+                );
+                charts.push(("curves".into(), chart.to_svg()));
+                let chart = nsd(vec![
+                    line("clean", series(&|e| e.clean.nsd), false),
+                    line("PGD", series(&|e| e.robust.nsd), false),
+                ]);
+                charts.push(("nsd".into(), chart.to_svg()));
+                let classes = records.first().map_or(0, |r| r.class_distribution.len());
+                let names = self.class_names(classes);
+                let lines = (0..classes)
+                    .map(|c| {
+                        let points = records
+                            .iter()
+                            .filter_map(|r| {
+                                Some((r.epoch as f64 + 1.0, *r.class_distribution.get(c)?))
+                            })
+                            .collect();
+                        line(&names[c], points, false)
+                    })
+                    .collect();
+                let chart = LineChart {
+                    title: "Class distribution of each round's labels (reweighting)".into(),
+                    x_label: "epoch".into(),
+                    y_label: "probability".into(),
+                    percent: false,
+                    lines,
+                };
+                charts.push(("class_distribution".into(), chart.to_svg()));
+                let term = |f: &dyn Fn(&EpochRecord) -> f64| {
+                    records
+                        .iter()
+                        .map(|r| (r.epoch as f64 + 1.0, f(r)))
+                        .collect::<Vec<_>>()
+                };
+                let chart = LineChart {
+                    title: "Synthesis losses, mean over each round's steps".into(),
+                    x_label: "epoch".into(),
+                    y_label: "loss".into(),
+                    percent: false,
+                    lines: vec![
+                        line("L_bn", term(&|r| r.synthesis_mean.bn), false),
+                        line(
+                            "IKL(s, t) = -L_adv",
+                            term(&|r| -r.synthesis_mean.adv),
+                            false,
+                        ),
+                        line("L_oh", term(&|r| r.synthesis_mean.oh), false),
+                        line("L_uni", term(&|r| r.synthesis_mean.uni), false),
+                    ],
+                };
+                charts.push(("synthesis_losses".into(), chart.to_svg()));
+            }
+            RunKind::Teacher(metrics) => {
+                let series = |f: &dyn Fn(&EpochMetrics) -> Option<f64>| {
+                    metrics
+                        .iter()
+                        .filter_map(|m| Some((m.epoch as f64 + 1.0, f(m)?)))
+                        .collect::<Vec<_>>()
+                };
+                let chart = accuracy(
+                    "Teacher on the held-out training images per epoch",
+                    vec![
+                        line("clean", series(&|m| Some(m.clean.overall)), false),
+                        line("PGD", series(&|m| Some(m.robust.overall)), false),
+                        line(
+                            "PGD, worst class",
+                            series(&|m| m.robust.worst_class.map(|w| w.1)),
+                            true,
+                        ),
+                    ],
+                );
+                charts.push(("curves".into(), chart.to_svg()));
+                let chart = nsd(vec![
+                    line("clean", series(&|m| m.clean.nsd), false),
+                    line("PGD", series(&|m| m.robust.nsd), false),
+                ]);
+                charts.push(("nsd".into(), chart.to_svg()));
+            }
+        }
+        if let Some(c) = &self.comparison {
+            let entries = [
+                Entry::new("teacher", &c.teacher),
+                Entry::new("student", &c.student),
+            ];
+            for (stem, chart) in super::class_charts(&entries) {
+                charts.push((stem, chart.to_svg()));
+            }
+        }
+        charts
+    }
+
+    /// Writes `report.md`, the charts of [`RunReport::charts`] as SVG and, when the run
+    /// finished, `report.csv` of the final comparison into `dir`; returns the files written.
+    pub fn write(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, ReportError> {
+        let dir = dir.as_ref();
+        super::create_dir(dir)?;
+        let mut written = vec![super::write_file(dir.join("report.md"), &self.markdown())?];
+        if let Some(c) = &self.comparison {
+            let entries = [
+                Entry::new("teacher", &c.teacher),
+                Entry::new("student", &c.student),
+            ];
+            written.push(super::write_file(
+                dir.join("report.csv"),
+                &super::csv(&entries),
+            )?);
+        }
+        for (stem, svg) in self.charts() {
+            written.push(super::write_file(dir.join(format!("{stem}.svg")), &svg)?);
+        }
+        Ok(written)
+    }
+
+    fn class_names(&self, classes: usize) -> Vec<String> {
+        (0..classes)
+            .map(|c| match &self.comparison {
+                Some(comparison) => super::class_name(&comparison.student, c),
+                None => c.to_string(),
+            })
+            .collect()
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}", 100.0 * v)
+}
+
+fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
+    v.map_or("–".into(), f)
+}
+
+fn ferd_epochs(out: &mut String, records: &[EpochRecord]) {
+    let _ = writeln!(
+        out,
+        "## Epochs\n\n| epoch | L_bn | IKL(s,t) | L_oh | L_uni | teacher agrees | p(class) min–max | \
+         bank | student loss | clean | PGD | PGD worst | PGD NSD | seconds |\n\
+         |---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in records {
+        let s = &r.synthesis_mean;
+        let (lo, hi) = r
+            .class_distribution
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), &p| {
+                (lo.min(p), hi.max(p))
+            });
+        let e = r.evaluation.as_ref();
+        let seconds = r.seconds.synthesis + r.seconds.fragility + r.seconds.student;
+        let _ = writeln!(
+            out,
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {lo:.3}–{hi:.3} | {} | {} | {} | {} | {} | {} | {seconds:.0} |",
+            r.epoch + 1,
+            s.bn,
+            -s.adv,
+            s.oh,
+            s.uni,
+            pct(r.teacher_agreement),
+            r.bank_size,
+            opt(r.student.as_ref().map(|s| s.loss), |v| format!("{v:.4}")),
+            opt(e.map(|e| e.clean.overall), pct),
+            opt(e.map(|e| e.robust.overall), pct),
+            opt(e.and_then(|e| e.robust.worst_class.map(|w| w.1)), pct),
+            opt(e.and_then(|e| e.robust.nsd), |v| format!("{v:.3}")),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nAccuracy in %, on the test images of the per-epoch evaluation (reported only: the \
+         run keeps its last student)."
+    );
+}
+
+fn teacher_epochs(out: &mut String, metrics: &[EpochMetrics]) {
+    let _ = writeln!(
+        out,
+        "## Epochs\n\n| epoch | lr | train loss | train accuracy | clean | PGD | PGD worst | PGD NSD | seconds |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for m in metrics {
+        let _ = writeln!(
+            out,
+            "| {} | {:.4} | {:.4} | {} | {} | {} | {} | {} | {:.0} |",
+            m.epoch + 1,
+            m.lr,
+            m.train_loss,
+            pct(m.train_accuracy),
+            pct(m.clean.overall),
+            pct(m.robust.overall),
+            opt(m.robust.worst_class.map(|w| w.1), pct),
+            opt(m.robust.nsd, |v| format!("{v:.3}")),
+            m.seconds
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nAccuracy in %, on the images held out of the training set."
+    );
+}

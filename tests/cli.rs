@@ -1,0 +1,281 @@
+//! The `ferd` binary, run as a user runs it: exit codes, `--help`, bad arguments, and tiny
+//! `evaluate`, `report` and `distill` runs end to end (bundled teacher, bundled test set).
+//! The figures the reports show are checked against the JSON they were made from, read here
+//! with serde_json, not with ferd's types.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn ferd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferd"))
+        .args(args)
+        // The CLI's defaults (flex) whatever the test device: these tests are about the command.
+        .env_remove("FERD_TEST_DEVICE")
+        .output()
+        .expect("the ferd binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferd-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn teacher() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/fmnist-small-teacher/teacher.bpk"
+    )
+    .to_string()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn help_lists_the_subcommands_and_exits_0() {
+    let out = ferd(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for command in ["distill", "evaluate", "train-teacher", "report"] {
+        assert!(help.contains(command), "{help}");
+    }
+    let out = ferd(&["distill", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("--stop-after"));
+}
+
+#[test]
+fn bad_arguments_exit_2_and_name_the_argument() {
+    let out = ferd(&[
+        "evaluate",
+        "--arch",
+        "small-cnn-16",
+        "--weights",
+        "x.bpk",
+        "--bogus",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--bogus"));
+    let out = ferd(&["evaluate", "--arch", "resnet-7", "--weights", "x.bpk"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("resnet-7"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ferd(&["distill", "--budget", "huge"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("fmnist-quick"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_failed_run_exits_1_and_names_the_file() {
+    let dir = scratch("missing");
+    let missing = dir.join("no-such-teacher.bpk");
+    let out = ferd(&[
+        "evaluate",
+        "--arch",
+        "small-cnn-16",
+        "--weights",
+        path(&missing),
+        "--limit",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no-such-teacher.bpk"));
+}
+
+#[test]
+fn set_changes_one_field_and_refuses_unknown_ones() {
+    let out = ferd(&[
+        "distill",
+        "--budget",
+        "fmnist",
+        "--method",
+        "dfrd-uniform",
+        "--set",
+        "student.utae.gamma=0.5",
+        "--set",
+        r#"reweighting.strategy={"strategy": "min_max", "p_min": 0.05, "p_max": 0.2}"#,
+        "--print-config",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["student"]["utae"]["gamma"], 0.5);
+    assert_eq!(config["reweighting"]["strategy"]["p_max"], 0.2);
+    assert_eq!(config["epochs"], 30);
+    let out = ferd(&["distill", "--set", "student.gama=0.5", "--print-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("gama") && err.contains("utae"), "{err}");
+    // A value of the wrong type, and a config that fails its own checks.
+    let out = ferd(&["distill", "--set", "epochs=many", "--print-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = ferd(&["distill", "--set", "threat.eps=2", "--print-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("eps"));
+}
+
+/// The class-wise accuracy of `measure` in a report, read from the JSON.
+fn per_class(report: &Value, measure: usize) -> Vec<Option<f64>> {
+    let accuracy = if measure == 0 {
+        &report["clean"]
+    } else {
+        &report["attacks"][measure - 1]["robust"]
+    };
+    accuracy["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64())
+        .collect()
+}
+
+#[test]
+fn evaluate_then_report_end_to_end() {
+    let dir = scratch("evaluate");
+    let json = dir.join("teacher.json");
+    let out = ferd(&[
+        "evaluate",
+        "--arch",
+        "small-cnn-16",
+        "--weights",
+        &teacher(),
+        "--limit",
+        "30",
+        "--attacks",
+        "fgsm,pgd-3",
+        "--batch",
+        "16",
+        "--out",
+        path(&json),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !dir.join("teacher.state.json").exists(),
+        "the state file is removed"
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["samples"], 30);
+    let clean = report["clean"]["overall"].as_f64().unwrap();
+    let pgd = report["attacks"][1]["robust"]["overall"].as_f64().unwrap();
+    assert!(pgd <= clean, "robust {pgd} above clean {clean}");
+
+    let out = ferd(&["report", path(&json), "--labels", "teacher"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let folder = dir.join("teacher-report");
+    let md = std::fs::read_to_string(folder.join("report.md")).unwrap();
+    let row = format!(
+        "| teacher | fashion-mnist/test | 30 | 0.1000 | {:.1} |",
+        100.0 * clean
+    );
+    assert!(md.contains(&row), "{row} not in\n{md}");
+    assert!(md.contains(&format!(" {:.1} |", 100.0 * pgd)));
+
+    let csv = std::fs::read_to_string(folder.join("report.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1 + 3 * 10,
+        "a header and one row per measure and class"
+    );
+    assert!(lines[0].starts_with("model,dataset,measure,eps,class"));
+    let trouser_pgd = lines
+        .iter()
+        .find(|l| l.starts_with("teacher,fashion-mnist/test,pgd-3,0.1,1,Trouser,3,"))
+        .expect("the trouser row of pgd-3");
+    let value: f64 = trouser_pgd.rsplit(',').next().unwrap().parse().unwrap();
+    assert_eq!(Some(value), per_class(&report, 2)[1]);
+
+    let svg = std::fs::read_to_string(folder.join("class_accuracy.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("valid SVG (XML)");
+    let bars: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.attribute("class").is_some_and(|c| c.starts_with("bar")))
+        .collect();
+    let expected: usize = (0..3)
+        .map(|m| per_class(&report, m).iter().flatten().count())
+        .sum();
+    assert_eq!(bars.len(), expected, "one bar per measure and class");
+    for bar in bars {
+        let measure: usize = bar.attribute("data-series").unwrap().parse().unwrap();
+        let class: usize = bar.attribute("data-category").unwrap().parse().unwrap();
+        let value: f64 = bar.attribute("data-value").unwrap().parse().unwrap();
+        assert_eq!(Some(value), per_class(&report, measure)[class]);
+        let height: f64 = bar.attribute("height").unwrap().parse().unwrap();
+        assert!(
+            (height - 260.0 * value).abs() < 0.06,
+            "bar height {height} for {value}"
+        );
+    }
+}
+
+#[test]
+fn a_tiny_distillation_then_its_report() {
+    let dir = scratch("distill");
+    let run = dir.join("run");
+    let out = ferd(&[
+        "distill",
+        "--budget",
+        "tiny",
+        "--out",
+        path(&run),
+        "--final-per-class",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for file in ["config.json", "metrics.jsonl", "student.bpk", "final.json"] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    let out = ferd(&["report", path(&run)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let folder = run.join("report");
+    for file in [
+        "report.md",
+        "report.csv",
+        "curves.svg",
+        "nsd.svg",
+        "class_distribution.svg",
+        "synthesis_losses.svg",
+        "class_clean.svg",
+    ] {
+        assert!(folder.join(file).is_file(), "{file} missing");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let epochs: Vec<Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let svg = std::fs::read_to_string(folder.join("class_distribution.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    // One point per class and epoch, at the probability metrics.jsonl recorded.
+    let points: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("point"))
+        .collect();
+    assert_eq!(points.len(), 10 * epochs.len());
+    for p in points {
+        let class: usize = p.attribute("data-series").unwrap().parse().unwrap();
+        let epoch: f64 = p.attribute("data-x").unwrap().parse().unwrap();
+        let value: f64 = p.attribute("data-value").unwrap().parse().unwrap();
+        let recorded = epochs[epoch as usize - 1]["class_distribution"][class]
+            .as_f64()
+            .unwrap();
+        assert_eq!(value, recorded);
+    }
+    let md = std::fs::read_to_string(folder.join("report.md")).unwrap();
+    assert!(md.contains("| teacher |") && md.contains("| student |"));
+}
