@@ -29,10 +29,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use ferd::core::DeviceSpec;
-use ferd::data::{DatasetName, Split, load};
-use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions, distill};
-use ferd::models::init::{Init, initialize};
-use ferd::models::weights::load_weights;
+use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions};
+use ferd::distillation::{Distillation, Outcome};
 use ferd::models::zoo::Architecture;
 
 /// Test images per class of the final comparison: 1,000 images keep the quickstart within its
@@ -125,24 +123,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(epochs) = args.epochs {
         config.epochs = epochs;
     }
-    let device = args.device.device()?;
-    let dataset = if config.image.channels == 3 {
-        DatasetName::Cifar10
-    } else {
-        DatasetName::FashionMnist
-    };
-    let test = load(dataset, Split::Test, args.data_dir.as_deref())?;
-    let channels = config.image.channels;
-    let mut teacher = args
-        .teacher_arch
-        .build(channels, config.num_classes, &device);
-    load_weights(&mut teacher, &args.teacher)?;
-    let student = initialize(
-        args.student
-            .build(channels, config.num_classes, &device.clone().autodiff()),
-        Init::PyTorch,
-        config.seed,
-    );
     eprintln!(
         "FERD ({}) from {:?} to {:?}: {} epochs, {} images per round, into {}",
         args.config
@@ -156,50 +136,37 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         config.batch_size,
         args.out.display()
     );
-    let options = RunOptions {
-        dir: args.out.clone(),
-        resume: args.resume,
-        stop_after: args.stop_after,
-        device: device.clone(),
+    let run = Distillation {
+        config,
+        teacher_arch: args.teacher_arch,
+        teacher_weights: args.teacher.clone(),
+        pytorch: false,
+        student_arch: args.student,
+        options: RunOptions {
+            dir: args.out.clone(),
+            resume: args.resume,
+            stop_after: args.stop_after,
+            device: args.device.device()?,
+        },
+        data_dir: args.data_dir.clone(),
+        final_per_class: args.final_per_class,
     };
     let mut renderer = common::Renderer::new();
-    let distilled = distill(
-        &teacher,
-        student,
-        &config,
-        Some(&test),
-        &options,
-        &mut |e: &ferd::distill::Event| renderer.draw(e),
-    )?;
-    if distilled.history.len() < config.epochs {
-        eprintln!(
-            "stopped after epoch {} of {}; continue with --resume",
-            distilled.history.len(),
-            config.epochs
-        );
-        return Ok(());
-    }
-    let distill_seconds = started.elapsed().as_secs_f64();
-
-    let final_test = test.balanced_subset(args.final_per_class);
-    eprintln!(
-        "distilled in {:.1} min; evaluating teacher and student on {} test images",
-        distill_seconds / 60.0,
-        final_test.len()
-    );
-    let mut student = args.student.build(channels, config.num_classes, &device);
-    load_weights(&mut student, args.out.join("student.bpk"))?;
-    let comparison = ferd::compare::teacher_and_student(
-        &teacher,
-        &student,
-        &final_test,
-        &config,
-        &device,
-        distill_seconds,
-    )?;
+    let comparison = match run.run(&mut |e: &ferd::distill::Event| renderer.draw(e))? {
+        Outcome::Stopped { epochs_done } => {
+            eprintln!(
+                "stopped after epoch {epochs_done} of {}; continue with --resume",
+                run.config.epochs
+            );
+            return Ok(());
+        }
+        Outcome::Finished(comparison) => comparison,
+    };
+    let config = &run.config;
+    let distill_seconds = comparison.distill_seconds;
     let (teacher_report, student_report) = (&comparison.teacher, &comparison.student);
 
-    let names = final_test.class_names();
+    let names = &comparison.student.class_names;
     let pgd_name = &student_report.attacks[0].name;
     println!(
         "\n{:<12} {:>14} {:>14} {:>14} {:>14}",
@@ -240,14 +207,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "\n({pgd_name} at eps {}; {} test images; distillation {:.1} min, total {:.1} min)",
         config.threat.eps,
-        final_test.len(),
+        comparison.test_images,
         distill_seconds / 60.0,
         started.elapsed().as_secs_f64() / 60.0
     );
-    std::fs::write(
-        args.out.join("final.json"),
-        serde_json::to_string_pretty(&comparison)?,
-    )?;
     Ok(())
 }
 

@@ -8,6 +8,8 @@
 //! - [`models`], [`attacks`], [`distill`]: the classifier zoo, the attack suite and the training
 //!   loops (`ferd-models`, `ferd-attacks`, `ferd-distill`)
 //! - [`images`]: image grids written as PNG, for looking at datasets and synthesized samples
+//! - [`distillation`]: a whole FERD run from files (teacher weights in, student and the
+//!   teacher-student comparison out), as `ferd distill` and the quickstart run it
 //! - [`compare`]: teacher and student side by side at the end of a distillation
 //! - [`report`]: Markdown, CSV and SVG charts from evaluation reports and run folders
 //!
@@ -45,5 +47,6 @@ pub use ferd_distill as distill;
 pub use ferd_models as models;
 
 pub mod compare;
+pub mod distillation;
 pub mod images;
 pub mod report;

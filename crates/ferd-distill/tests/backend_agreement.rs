@@ -1,13 +1,14 @@
 //! The synthesis step on the test device against flex, term by term: the gradient of each loss
-//! term with respect to the images, the generator's backward, and each of its layers alone. flex matches PyTorch
-//! (`golden.rs`), so a backend that disagrees here has a faulty kernel, and the failing term
-//! says where to look. Tolerance: 1e-4 relative to the largest entry. On flex itself there is
+//! term with respect to the images, the generator's backward, and each of its layers alone.
+//! flex matches PyTorch (`golden.rs`), so a backend that disagrees here has a faulty kernel,
+//! and the failing term says where to look. Tolerance: 1e-4 relative to the largest entry. On flex itself there is
 //! nothing to compare and the tests return at once.
 
-use std::path::PathBuf;
+mod common;
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::{generator, small_cnn};
 use ferd_core::DeviceSpec;
 use ferd_core::device::{test_device, test_device_spec};
 use ferd_core::random::Replay;
@@ -15,34 +16,10 @@ use ferd_distill::FerdConfig;
 use ferd_distill::config::LossWeights;
 use ferd_distill::presets::{Budget, Method};
 use ferd_distill::synthesis::step_loss;
-use ferd_models::generator::{Generator, GeneratorConfig};
 use ferd_models::layers::upsample_nearest;
-use ferd_models::load_pytorch;
-use ferd_models::small_cnn::{SmallCnn, SmallCnnConfig};
 
 const RTOL: f32 = 1e-4;
 const BATCH: usize = 6;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn small_cnn(width: usize, file: &str, device: &Device) -> SmallCnn {
-    let mut model = SmallCnnConfig::new().with_width(width).init(device);
-    load_pytorch(&mut model, fixtures().join(file)).unwrap();
-    model
-}
-
-fn generator(device: &Device) -> Generator {
-    let mut g = GeneratorConfig::new()
-        .with_latent(16)
-        .with_ngf(8)
-        .with_image_side(28)
-        .with_channels(1)
-        .init(device, 0);
-    load_pytorch(&mut g, fixtures().join("ferd_generator.safetensors")).unwrap();
-    g
-}
 
 /// Seeded values from the host, the same on every device.
 fn host_values(n: usize, seed: u64) -> Vec<f32> {

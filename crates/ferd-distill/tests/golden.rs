@@ -4,11 +4,12 @@
 //! the student loss with its gradient. The fixture's noise is replayed into ferd. Tolerance:
 //! 1e-4 relative (to the value, or to a vector's largest entry).
 
-use std::path::PathBuf;
+mod common;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::{fixtures, generator, small_cnn};
 use ferd_attacks::{Model, Objective, ascent_step};
 use ferd_core::device::test_device;
 use ferd_core::random::Replay;
@@ -19,16 +20,9 @@ use ferd_distill::presets::{Budget, Method};
 use ferd_distill::student::student_loss;
 use ferd_distill::synthesis::{Latent, step_loss};
 use ferd_models::Classifier;
-use ferd_models::generator::{Generator, GeneratorConfig};
-use ferd_models::load_pytorch;
-use ferd_models::small_cnn::{SmallCnn, SmallCnnConfig};
 use serde_json::Value;
 
 const RTOL: f64 = 1e-4;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn golden() -> Value {
     let text = std::fs::read_to_string(fixtures().join("ferd_golden.json")).unwrap();
@@ -85,23 +79,6 @@ fn assert_vector(name: &str, got: &[f32], want: &[f32]) {
         err <= RTOL,
         "{name}: max difference {worst} at scale {scale} (relative {err:.2e})"
     );
-}
-
-fn small_cnn(width: usize, file: &str, device: &Device) -> SmallCnn {
-    let mut model = SmallCnnConfig::new().with_width(width).init(device);
-    load_pytorch(&mut model, fixtures().join(file)).unwrap();
-    model
-}
-
-fn generator(device: &Device) -> Generator {
-    let mut g = GeneratorConfig::new()
-        .with_latent(16)
-        .with_ngf(8)
-        .with_image_side(28)
-        .with_channels(1)
-        .init(device, 0);
-    load_pytorch(&mut g, fixtures().join("ferd_generator.safetensors")).unwrap();
-    g
 }
 
 /// The id of the float parameter at `path` (e.g. `conv3.weight`).

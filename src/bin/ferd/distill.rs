@@ -2,15 +2,12 @@
 
 use std::error::Error;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use ferd::core::DeviceSpec;
-use ferd::data::{DatasetName, Split, load};
 use ferd::distill::config::with_field;
-use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions, distill};
-use ferd::models::init::{Init, initialize};
+use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions};
+use ferd::distillation::{Distillation, Outcome};
 use ferd::models::zoo::Architecture;
-use ferd::models::{load_pytorch, load_weights};
 use ferd::report::{Entry, markdown};
 
 use crate::ui::Renderer;
@@ -74,7 +71,6 @@ fn bundled_teacher() -> PathBuf {
 }
 
 pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
-    let started = Instant::now();
     let mut config = match &args.config {
         Some(path) => FerdConfig::read(path)?,
         None => FerdConfig::preset(args.budget, args.method),
@@ -87,95 +83,54 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(());
     }
-    let device = args.device.device()?;
-    let dataset = if config.image.channels == 3 {
-        DatasetName::Cifar10
-    } else {
-        DatasetName::FashionMnist
+    let run = Distillation {
+        teacher_arch: args.teacher_arch,
+        teacher_weights: args.teacher.clone().unwrap_or_else(bundled_teacher),
+        pytorch: args.pytorch,
+        student_arch: args.student,
+        options: RunOptions {
+            dir: args.out.clone(),
+            resume: args.resume,
+            stop_after: args.stop_after,
+            device: args.device.device()?,
+        },
+        data_dir: args.data_dir.clone(),
+        final_per_class: args.final_per_class,
+        config,
     };
-    // The test set is only reported on: the run keeps its last student (data-free).
-    let test = load(dataset, Split::Test, args.data_dir.as_deref())?;
-    let channels = config.image.channels;
-    let mut teacher = args
-        .teacher_arch
-        .build(channels, config.num_classes, &device);
-    let teacher_path = args.teacher.clone().unwrap_or_else(bundled_teacher);
-    if args.pytorch {
-        load_pytorch(&mut teacher, &teacher_path)?;
-    } else {
-        load_weights(&mut teacher, &teacher_path)?;
-    }
-    let student = initialize(
-        args.student
-            .build(channels, config.num_classes, &device.clone().autodiff()),
-        Init::PyTorch,
-        config.seed,
-    );
     eprintln!(
         "FERD from {:?} ({}) to {:?}: {} epochs of {} images, on {}, into {}",
-        args.teacher_arch,
-        teacher_path.display(),
-        args.student,
-        config.epochs,
-        config.batch_size,
+        run.teacher_arch,
+        run.teacher_weights.display(),
+        run.student_arch,
+        run.config.epochs,
+        run.config.batch_size,
         args.device,
         args.out.display()
     );
-    let options = RunOptions {
-        dir: args.out.clone(),
-        resume: args.resume,
-        stop_after: args.stop_after,
-        device: device.clone(),
-    };
     let mut renderer = Renderer::new();
-    let distilled = distill(
-        &teacher,
-        student,
-        &config,
-        Some(&test),
-        &options,
-        &mut |e: &ferd::distill::Event| renderer.draw(e),
-    );
+    let outcome = run.run(&mut |e: &ferd::distill::Event| renderer.draw(e));
     renderer.finish();
-    let distilled = distilled?;
-    if distilled.history.len() < config.epochs {
-        eprintln!(
-            "stopped after epoch {} of {}; continue with --resume",
-            distilled.history.len(),
-            config.epochs
-        );
-        return Ok(());
+    match outcome? {
+        Outcome::Stopped { epochs_done } => eprintln!(
+            "stopped after epoch {epochs_done} of {}; continue with --resume",
+            run.config.epochs
+        ),
+        Outcome::Finished(comparison) => {
+            println!(
+                "{}",
+                markdown(&[
+                    Entry::new("teacher", &comparison.teacher),
+                    Entry::new("student", &comparison.student),
+                ])
+            );
+            eprintln!(
+                "distilled in {:.1} min; written: {} (charts and tables: ferd report {})",
+                comparison.distill_seconds / 60.0,
+                args.out.join("final.json").display(),
+                args.out.display()
+            );
+        }
     }
-    let distill_seconds = started.elapsed().as_secs_f64();
-    let final_test = test.balanced_subset(args.final_per_class);
-    eprintln!(
-        "distilled in {:.1} min; teacher and student on {} test images",
-        distill_seconds / 60.0,
-        final_test.len()
-    );
-    let mut student = args.student.build(channels, config.num_classes, &device);
-    load_weights(&mut student, args.out.join("student.bpk"))?;
-    let comparison = ferd::compare::teacher_and_student(
-        &teacher,
-        &student,
-        &final_test,
-        &config,
-        &device,
-        distill_seconds,
-    )?;
-    let path = args.out.join("final.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&comparison)?)?;
-    println!(
-        "{}",
-        markdown(&[
-            Entry::new("teacher", &comparison.teacher),
-            Entry::new("student", &comparison.student),
-        ])
-    );
-    eprintln!(
-        "written: {} (charts and tables: ferd report {})",
-        path.display(),
-        args.out.display()
-    );
     Ok(())
 }

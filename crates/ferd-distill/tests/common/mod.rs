@@ -1,7 +1,37 @@
-//! Helpers shared by the training tests.
+//! Helpers shared by the training tests, and the PyTorch fixtures of the golden tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
+use ferd_models::generator::{Generator, GeneratorConfig};
+use ferd_models::load_pytorch;
+use ferd_models::small_cnn::{SmallCnn, SmallCnnConfig};
+
+/// The folder of the PyTorch fixtures (`tools/golden/ferd_fixtures.py`).
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A small CNN of `width` with the weights of the fixture `file`.
+pub fn small_cnn(width: usize, file: &str, device: &Device) -> SmallCnn {
+    let mut model = SmallCnnConfig::new().with_width(width).init(device);
+    load_pytorch(&mut model, fixtures().join(file)).unwrap();
+    model
+}
+
+/// The fixtures' generator (latent 16, ngf 8, 28x28x1).
+pub fn generator(device: &Device) -> Generator {
+    let mut g = GeneratorConfig::new()
+        .with_latent(16)
+        .with_ngf(8)
+        .with_image_side(28)
+        .with_channels(1)
+        .init(device, 0);
+    load_pytorch(&mut g, fixtures().join("ferd_generator.safetensors")).unwrap();
+    g
+}
 
 /// Every float parameter of a model (its inference-mode copy), flattened in visiting order: two
 /// models with equal vectors have the same weights bit for bit.
