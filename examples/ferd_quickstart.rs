@@ -141,6 +141,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         teacher_arch: args.teacher_arch,
         teacher_weights: args.teacher.clone(),
         pytorch: false,
+        renames: Vec::new(),
         student_arch: args.student,
         options: RunOptions {
             dir: args.out.clone(),

@@ -1,6 +1,7 @@
 //! A whole FERD run from files, as `ferd distill` and the quickstart run it: load the teacher's
 //! weights, start a fresh student, distill (data-free; the test set is only reported on), then
-//! compare teacher and student class by class and write `final.json` into the run folder.
+//! write the student in PyTorch's layout (`student.safetensors`), compare teacher and student
+//! class by class and write `final.json` into the run folder.
 //!
 //! # Examples
 //! ```no_run
@@ -14,6 +15,7 @@
 //!     teacher_arch: Architecture::SmallCnn { width: 16 },
 //!     teacher_weights: "models/fmnist-small-teacher/teacher.bpk".into(),
 //!     pytorch: false,
+//!     renames: Vec::new(),
 //!     student_arch: Architecture::SmallCnn { width: 8 },
 //!     options: RunOptions::new("runs/ferd", device),
 //!     data_dir: None,
@@ -34,7 +36,7 @@ use ferd_data::{DataError, DatasetName, Split, load};
 use ferd_distill::{DistillError, FerdConfig, Observer, RunOptions, distill};
 use ferd_models::init::{Init, initialize};
 use ferd_models::zoo::Architecture;
-use ferd_models::{ModelError, load_pytorch, load_weights};
+use ferd_models::{KeyRename, ModelError, load_pytorch_with, load_weights, save_pytorch};
 
 use crate::report::Comparison;
 
@@ -77,6 +79,8 @@ pub struct Distillation {
     pub teacher_weights: PathBuf,
     /// The weights are a PyTorch state dict rather than ferd's own file.
     pub pytorch: bool,
+    /// Key renamings for a PyTorch state dict of another layout.
+    pub renames: Vec<KeyRename>,
     /// The student's architecture (initialized as PyTorch does, from `config.seed`).
     pub student_arch: Architecture,
     /// The run folder, resuming, slicing and the device.
@@ -119,7 +123,7 @@ impl Distillation {
         let test = load(test_set_of(config), Split::Test, self.data_dir.as_deref())?;
         let mut teacher = self.teacher_arch.build(channels, classes, device);
         if self.pytorch {
-            load_pytorch(&mut teacher, &self.teacher_weights)?;
+            load_pytorch_with(&mut teacher, &self.teacher_weights, &self.renames)?;
         } else {
             load_weights(&mut teacher, &self.teacher_weights)?;
         }
@@ -144,6 +148,8 @@ impl Distillation {
         }
         let mut student = self.student_arch.build(channels, classes, device);
         load_weights(&mut student, self.options.dir.join("student.bpk"))?;
+        // For PyTorch and RobustBench tooling: `load_state_dict` reads it as it is.
+        save_pytorch(&student, self.options.dir.join("student.safetensors"))?;
         let comparison = crate::compare::teacher_and_student(
             &teacher,
             &student,

@@ -237,7 +237,13 @@ fn a_tiny_distillation_then_its_report() {
         "2",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    for file in ["config.json", "metrics.jsonl", "student.bpk", "final.json"] {
+    for file in [
+        "config.json",
+        "metrics.jsonl",
+        "student.bpk",
+        "student.safetensors",
+        "final.json",
+    ] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
     let out = ferd(&["report", path(&run)]);

@@ -46,4 +46,12 @@ pub enum ModelError {
         /// One line per missing, unexpected or mis-shaped tensor.
         problems: Vec<String>,
     },
+    /// An argument that makes no sense (a key rename that is no regular expression).
+    #[error("invalid {what}: {detail}")]
+    InvalidArgument {
+        /// What the argument is.
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }

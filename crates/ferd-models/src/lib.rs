@@ -23,5 +23,8 @@ pub mod zoo;
 pub use classifier::{BnStats, Classifier, Tap};
 pub use error::ModelError;
 pub use layers::Normalization;
-pub use weights::{PyTorchLayout, load_pytorch, load_weights, save_weights};
+pub use weights::{
+    KeyRename, PyTorchLayout, load_pytorch, load_pytorch_with, load_weights, save_pytorch,
+    save_weights,
+};
 pub use zoo::{AnyClassifier, Architecture};

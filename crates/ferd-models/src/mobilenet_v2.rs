@@ -173,4 +173,9 @@ impl crate::weights::PyTorchLayout for MobileNetV2 {
             (r"\.shortcut\.1\.", ".shortcut.bn."),
         ]
     }
+
+    /// The FERD repository's MobileNet-V2 calls its head `fc`.
+    fn pytorch_aliases(&self) -> &'static [(&'static str, &'static str)] {
+        &[(r"^fc\.", "linear.")]
+    }
 }

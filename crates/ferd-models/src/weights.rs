@@ -18,8 +18,49 @@ use crate::error::ModelError;
 /// How a model's PyTorch state-dict names map to its Burn names: `(regex, replacement)` pairs
 /// applied in order to every key.
 pub trait PyTorchLayout {
-    /// The key renamings, e.g. `(r"\.shortcut\.0\.", ".shortcut.conv.")`.
+    /// The key renamings from the PyTorch definition's names to ferd's, e.g.
+    /// `(r"\.shortcut\.0\.", ".shortcut.conv.")`. Reversed, they name the tensors of
+    /// [`save_pytorch`].
     fn pytorch_renames(&self) -> &'static [(&'static str, &'static str)];
+
+    /// Other layouts' names accepted on load only (not written by [`save_pytorch`]), e.g. the
+    /// FERD repository's MobileNet-V2 head `fc`.
+    fn pytorch_aliases(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+}
+
+/// A user's key renaming for [`load_pytorch_with`]: a regular expression on the file's keys and
+/// its replacement (`$1` for groups), applied before ferd's own renamings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRename {
+    /// The pattern (Rust `regex` syntax).
+    pub pattern: String,
+    /// The replacement.
+    pub replacement: String,
+}
+
+impl std::str::FromStr for KeyRename {
+    type Err = ModelError;
+
+    /// `PATTERN=REPLACEMENT`, as `--rename` takes it on the command line; an invalid regular
+    /// expression is an error here, not a panic later.
+    fn from_str(text: &str) -> Result<Self, ModelError> {
+        let bad = |reason: String| ModelError::InvalidArgument {
+            what: "key rename".into(),
+            detail: reason,
+        };
+        let (pattern, replacement) = text
+            .split_once('=')
+            .ok_or_else(|| bad(format!("`{text}` is not PATTERN=REPLACEMENT")))?;
+        burn::store::KeyRemapper::new()
+            .add_pattern(pattern, replacement)
+            .map_err(|e| bad(format!("`{pattern}`: {e}")))?;
+        Ok(Self {
+            pattern: pattern.to_string(),
+            replacement: replacement.to_string(),
+        })
+    }
 }
 
 /// Renames shared by every layout: wrappers of training checkpoints and DataParallel.
@@ -97,13 +138,36 @@ pub fn load_pytorch<M: ModuleSnapshot + PyTorchLayout>(
     model: &mut M,
     path: impl AsRef<Path>,
 ) -> Result<(), ModelError> {
+    load_pytorch_with(model, path, &[])
+}
+
+/// [`load_pytorch`] with the user's key renamings applied first, for checkpoints whose names
+/// follow neither ferd's PyTorch definitions nor a layout ferd knows.
+///
+/// # Examples
+/// ```no_run
+/// use ferd_models::weights::{KeyRename, load_pytorch_with};
+/// use ferd_models::zoo::Architecture;
+///
+/// let device = ferd_core::DeviceSpec::Flex.device().unwrap();
+/// let mut model = Architecture::ResNet18.build(3, 10, &device);
+/// let rename: KeyRename = r"^backbone\.=".parse().unwrap(); // drop a `backbone.` prefix
+/// load_pytorch_with(&mut model, "resnet18.pt", &[rename]).unwrap();
+/// ```
+pub fn load_pytorch_with<M: ModuleSnapshot + PyTorchLayout>(
+    model: &mut M,
+    path: impl AsRef<Path>,
+    user: &[KeyRename],
+) -> Result<(), ModelError> {
     let path = path.as_ref();
     WeightFormat::of(path)?;
     FileStart::read(path)?.check_not_a_web_page(path)?;
-    let renames: Vec<(&str, &str)> = UNWRAP
+    let renames: Vec<(&str, &str)> = user
         .iter()
-        .chain(model.pytorch_renames())
-        .copied()
+        .map(|r| (r.pattern.as_str(), r.replacement.as_str()))
+        .chain(UNWRAP.iter().copied())
+        .chain(model.pytorch_aliases().iter().copied())
+        .chain(model.pytorch_renames().iter().copied())
         .collect();
     // Both stores have the same builder methods but no common trait: configure them alike here.
     macro_rules! pytorch_layout {
@@ -137,6 +201,49 @@ pub fn load_pytorch<M: ModuleSnapshot + PyTorchLayout>(
         }
     };
     check(path, result)
+}
+
+/// The renaming from ferd's names back to the PyTorch definition's: `(r"\.shortcut\.0\.",
+/// ".shortcut.conv.")` becomes `(r"\.shortcut\.conv\.", ".shortcut.0.")`. Patterns are plain
+/// names with escaped dots and an optional `^` anchor (every layout of ferd's zoo).
+fn reversed(pattern: &str, replacement: &str) -> (String, String) {
+    let (anchor, literal) = match pattern.strip_prefix('^') {
+        Some(rest) => ("^", rest),
+        None => ("", pattern),
+    };
+    let from = format!("{anchor}{}", replacement.replace('.', r"\."));
+    (from, literal.replace(r"\.", "."))
+}
+
+/// Saves a model in its PyTorch definition's layout (state-dict names, weights transposed as
+/// PyTorch stores them) as SafeTensors, so that `load_state_dict` (or RobustBench tooling) reads
+/// a model distilled by ferd. Save `model.valid()`. Only `.safetensors`: writing PyTorch's
+/// pickle format is not supported by burn-store.
+pub fn save_pytorch<M: ModuleSnapshot + PyTorchLayout>(
+    model: &M,
+    path: impl AsRef<Path>,
+) -> Result<(), ModelError> {
+    let path = path.as_ref();
+    let write_error = |e: String| ModelError::Write {
+        path: path.to_path_buf(),
+        reason: e,
+    };
+    if WeightFormat::of(path)? != WeightFormat::SafeTensors {
+        return Err(write_error(
+            "PyTorch-layout weights are written as .safetensors only".into(),
+        ));
+    }
+    let mut store = SafetensorsStore::from_file(path)
+        .overwrite(true)
+        .skip_enum_variants(true)
+        .with_to_adapter(burn::store::BurnToPyTorchAdapter);
+    for (pattern, replacement) in model.pytorch_renames() {
+        let (from, to) = reversed(pattern, replacement);
+        store = store.with_key_remapping(from, to);
+    }
+    model
+        .save_into(&mut store)
+        .map_err(|e| write_error(e.to_string()))
 }
 
 /// Saves a model in Burn's names, as burnpack (`.bpk`) or SafeTensors (`.safetensors`). Save

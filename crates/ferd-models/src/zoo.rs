@@ -202,6 +202,10 @@ impl PyTorchLayout for AnyClassifier {
     fn pytorch_renames(&self) -> &'static [(&'static str, &'static str)] {
         each_variant!(self, m => m.pytorch_renames())
     }
+
+    fn pytorch_aliases(&self) -> &'static [(&'static str, &'static str)] {
+        each_variant!(self, m => m.pytorch_aliases())
+    }
 }
 
 #[cfg(test)]

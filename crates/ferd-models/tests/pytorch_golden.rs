@@ -3,6 +3,7 @@
 //! a relative error of 1e-4. Also: mismatched checkpoints are errors naming the keys, and
 //! saving then loading in Burn's formats reproduces the model.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -15,7 +16,8 @@ use ferd_models::mobilenet_v2::MobileNetV2Config;
 use ferd_models::resnet::ResNetConfig;
 use ferd_models::wide_resnet::WideResNetConfig;
 use ferd_models::{
-    Classifier, ModelError, PyTorchLayout, load_pytorch, load_weights, save_weights,
+    Classifier, KeyRename, ModelError, PyTorchLayout, load_pytorch, load_pytorch_with,
+    load_weights, save_pytorch, save_weights,
 };
 use serde_json::Value;
 
@@ -60,19 +62,34 @@ fn assert_close(what: &str, got: &[f32], expected: &[f32]) {
     }
 }
 
-fn check_classifier<M: Classifier + ModuleSnapshot + PyTorchLayout>(name: &str, mut model: M) {
+fn case(name: &str) -> Value {
     let all = cases();
-    let case = all["classifiers"]
+    all["classifiers"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["name"] == name)
-        .unwrap();
-    load_pytorch(
-        &mut model,
-        fixtures().join(case["weights"].as_str().unwrap()),
-    )
-    .unwrap();
+        .unwrap()
+        .clone()
+}
+
+/// The PyTorch fixture of case `name`.
+fn fixture_weights(name: &str) -> PathBuf {
+    fixtures().join(case(name)["weights"].as_str().unwrap())
+}
+
+fn check_classifier<M: Classifier + ModuleSnapshot + PyTorchLayout>(name: &str, model: M) {
+    check_classifier_from(name, model, &fixture_weights(name));
+}
+
+/// Loads `weights` (PyTorch layout) into `model` and checks it against case `name`.
+fn check_classifier_from<M: Classifier + ModuleSnapshot + PyTorchLayout>(
+    name: &str,
+    mut model: M,
+    weights: &Path,
+) {
+    let case = case(name);
+    load_pytorch(&mut model, weights).unwrap();
     let x: Tensor<4> = Tensor::from_data(
         TensorData::new(floats(&case["input"]), shape::<4>(&case["input_shape"])),
         &test_device(),
@@ -255,5 +272,152 @@ fn burn_formats_round_trip() {
             expected,
             "{file}"
         );
+    }
+}
+
+/// The tensors of a SafeTensors file: name -> shape, read from its JSON header (not through
+/// burn-store).
+fn safetensors_keys(path: &Path) -> BTreeMap<String, Vec<u64>> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header
+        .into_iter()
+        .filter(|(k, _)| k != "__metadata__")
+        .map(|(k, v)| {
+            let dims = v["shape"].as_array().unwrap().iter();
+            (k, dims.map(|d| d.as_u64().unwrap()).collect())
+        })
+        .collect()
+}
+
+/// Copies a SafeTensors file with its tensors renamed by `rename` (the header rewritten, the
+/// data untouched: its offsets are relative to the end of the header).
+fn with_renamed_keys(from: &Path, to: &Path, rename: impl Fn(&str) -> String) {
+    let bytes = std::fs::read(from).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let renamed: serde_json::Map<String, Value> = header
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "__metadata__" {
+                (k, v)
+            } else {
+                (rename(&k), v)
+            }
+        })
+        .collect();
+    let mut text = serde_json::to_vec(&renamed).unwrap();
+    while !text.len().is_multiple_of(8) {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text);
+    out.extend(&bytes[8 + n..]);
+    std::fs::write(to, out).unwrap();
+}
+
+fn scratch(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("ferd-export-{}-{name}", std::process::id()))
+}
+
+/// Every fixture model, loaded from PyTorch, written back in PyTorch's layout and read again,
+/// still gives PyTorch's logits; where PyTorch itself saved SafeTensors, the exported file has
+/// the same tensor names and shapes (PyTorch's `num_batches_tracked` counters aside). With
+/// `FERD_EXPORT_DIR` set, the exported files are kept there for
+/// `tools/golden/check_export.py`, which loads them into the PyTorch definitions.
+#[test]
+fn pytorch_layout_export_round_trips_with_pytorchs_names() {
+    let device = test_device();
+    type Build = fn(&burn::tensor::Device) -> AnyClassifier;
+    let models: [(&str, Build); 5] = [
+        ("resnet_w8", |d| {
+            AnyClassifier::ResNet(
+                ResNetConfig::new(vec![2, 2, 2, 2])
+                    .with_base_width(8)
+                    .init(d),
+            )
+        }),
+        ("small_resnet_w4", |d| {
+            AnyClassifier::ResNet(ResNetConfig::small(4, 10).init(d))
+        }),
+        ("preact_resnet_w8", |d| {
+            AnyClassifier::PreActResNet(
+                ResNetConfig::new(vec![2, 2, 2, 2])
+                    .with_base_width(8)
+                    .init_preact(d),
+            )
+        }),
+        ("wrn_10_1", |d| {
+            AnyClassifier::WideResNet(WideResNetConfig::new(10, 1).init(d))
+        }),
+        ("mobilenet_v2_w025", |d| {
+            AnyClassifier::MobileNetV2(MobileNetV2Config::new().with_width(0.25).init(d))
+        }),
+    ];
+    // Separately built models: module clones would share BatchNorm statistics.
+    for (name, build) in models {
+        let mut model = build(&device);
+        load_pytorch(&mut model, fixture_weights(name)).unwrap();
+        let keep = std::env::var_os("FERD_EXPORT_DIR").map(PathBuf::from);
+        let exported = match &keep {
+            Some(dir) => dir.join(format!("{name}.safetensors")),
+            None => scratch(&format!("{name}.safetensors")),
+        };
+        save_pytorch(&model.valid(), &exported).unwrap();
+        if fixture_weights(name).extension().unwrap() == "safetensors" {
+            let mut theirs = safetensors_keys(&fixture_weights(name));
+            theirs.retain(|k, _| !k.ends_with("num_batches_tracked"));
+            assert_eq!(
+                safetensors_keys(&exported),
+                theirs,
+                "{name}: names and shapes"
+            );
+        }
+        check_classifier_from(name, build(&device), &exported);
+        if keep.is_none() {
+            std::fs::remove_file(exported).unwrap();
+        }
+    }
+    let Err(ModelError::Write { .. }) = save_pytorch(
+        &MobileNetV2Config::new().with_width(0.25).init(&device),
+        scratch("model.pt"),
+    ) else {
+        panic!("a .pt export must be refused");
+    };
+}
+
+/// The FERD repository's MobileNet-V2 names its head `fc`: accepted as it is. A layout ferd
+/// does not know loads with the user's renames; a bad regular expression is an error.
+#[test]
+fn other_layouts_load_by_alias_or_by_user_renames() {
+    let device = test_device();
+    let mobilenet = || MobileNetV2Config::new().with_width(0.25).init(&device);
+    let mut loaded = mobilenet();
+    load_pytorch(&mut loaded, fixture_weights("mobilenet_v2_w025")).unwrap();
+    let exported = scratch("mobilenet.safetensors");
+    save_pytorch(&loaded.valid(), &exported).unwrap();
+    let ferd_repo = scratch("mobilenet_fc.safetensors");
+    with_renamed_keys(&exported, &ferd_repo, |k| k.replace("linear.", "fc."));
+    assert!(safetensors_keys(&ferd_repo).contains_key("fc.weight"));
+    check_classifier_from("mobilenet_v2_w025", mobilenet(), &ferd_repo);
+
+    let wrapped = scratch("mobilenet_backbone.safetensors");
+    with_renamed_keys(&exported, &wrapped, |k| format!("backbone.{k}"));
+    let mut model = mobilenet();
+    let Err(ModelError::Mismatch { .. }) = load_pytorch(&mut model, &wrapped) else {
+        panic!("unknown names must be refused");
+    };
+    let rename: KeyRename = r"^backbone\.=".parse().unwrap();
+    let mut model = mobilenet();
+    load_pytorch_with(&mut model, &wrapped, &[rename]).unwrap();
+    check_classifier_from("mobilenet_v2_w025", model, &ferd_repo);
+    for bad in ["(unclosed=x", "no-equals-sign"] {
+        let Err(ModelError::InvalidArgument { .. }) = bad.parse::<KeyRename>() else {
+            panic!("`{bad}` must be refused");
+        };
+    }
+    for file in [exported, ferd_repo, wrapped] {
+        std::fs::remove_file(file).unwrap();
     }
 }

@@ -7,6 +7,7 @@ use ferd::core::DeviceSpec;
 use ferd::distill::config::with_field;
 use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions};
 use ferd::distillation::{Distillation, Outcome};
+use ferd::models::KeyRename;
 use ferd::models::zoo::Architecture;
 use ferd::report::{Entry, markdown};
 
@@ -41,10 +42,15 @@ pub struct Args {
     /// The teacher's weights are a PyTorch state dict (.pt, .pth or .safetensors).
     #[arg(long)]
     pytorch: bool,
+    /// Rename the teacher's keys before loading (with --pytorch; repeatable; a regular
+    /// expression and its replacement): --rename '^backbone\.='.
+    #[arg(long, value_name = "PATTERN=REPLACEMENT", requires = "pytorch")]
+    rename: Vec<KeyRename>,
     /// The student's architecture.
     #[arg(long, default_value = "small-cnn-8")]
     student: Architecture,
-    /// The run folder: config.json, metrics.jsonl, checkpoint/, student.bpk, final.json.
+    /// The run folder: config.json, metrics.jsonl, checkpoint/, student.bpk, student.safetensors
+    /// (PyTorch's layout), final.json.
     #[arg(long, default_value = "runs/ferd")]
     out: PathBuf,
     /// Continue the run in --out from its last checkpoint.
@@ -87,6 +93,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
         teacher_arch: args.teacher_arch,
         teacher_weights: args.teacher.clone().unwrap_or_else(bundled_teacher),
         pytorch: args.pytorch,
+        renames: args.rename.clone(),
         student_arch: args.student,
         options: RunOptions {
             dir: args.out.clone(),

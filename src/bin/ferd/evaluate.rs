@@ -8,7 +8,7 @@ use ferd::attacks::{EvalConfig, Frozen, attack_by_name, evaluate};
 use ferd::core::DeviceSpec;
 use ferd::data::{DatasetName, Split, load};
 use ferd::models::zoo::Architecture;
-use ferd::models::{load_pytorch, load_weights};
+use ferd::models::{KeyRename, load_pytorch_with, load_weights};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,6 +23,10 @@ pub struct Args {
     /// The weights are a PyTorch state dict (.pt, .pth or .safetensors).
     #[arg(long)]
     pytorch: bool,
+    /// Rename the state dict's keys before loading (with --pytorch; repeatable; a regular
+    /// expression and its replacement): --rename '^backbone\.='.
+    #[arg(long, value_name = "PATTERN=REPLACEMENT", requires = "pytorch")]
+    rename: Vec<KeyRename>,
     /// The dataset: fashion-mnist, mnist, cifar10, cifar100.
     #[arg(long, default_value = "fashion-mnist")]
     dataset: DatasetName,
@@ -82,7 +86,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let [channels, ..] = data.image_shape();
     let mut model = args.arch.build(channels, data.num_classes(), &device);
     if args.pytorch {
-        load_pytorch(&mut model, &args.weights)?;
+        load_pytorch_with(&mut model, &args.weights, &args.rename)?;
     } else {
         load_weights(&mut model, &args.weights)?;
     }
