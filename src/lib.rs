@@ -23,12 +23,9 @@
 //! SVG charts:
 //!
 //! ```
-//! use ferd::attacks::{EvalConfig, Frozen, attack_by_name, evaluate};
-//! use ferd::data::{DatasetName, Split, load};
-//! use ferd::models::{load_weights, zoo::Architecture};
-//! use ferd::report::{Entry, write_evaluation};
+//! use ferd::prelude::*;
 //!
-//! let device = ferd::core::DeviceSpec::Flex.device()?;
+//! let device = DeviceSpec::Flex.device()?;
 //! let test = load(DatasetName::FashionMnist, Split::Test, None)?.balanced_subset(1);
 //! let mut model = Architecture::SmallCnn { width: 16 }.build(1, 10, &device);
 //! load_weights(&mut model, "models/fmnist-small-teacher/teacher.bpk")?;
@@ -50,3 +47,22 @@ pub mod compare;
 pub mod distillation;
 pub mod images;
 pub mod report;
+
+/// The names most programs need, in one import: `use ferd::prelude::*;`.
+pub mod prelude {
+    pub use crate::attacks::{
+        Attack, EvalConfig, EvaluationReport, Frozen, attack_by_name, evaluate,
+    };
+    pub use crate::core::DeviceSpec;
+    pub use crate::data::{DatasetName, ImageDataset, Split, load};
+    pub use crate::distill::{
+        Budget, Event, FerdConfig, FerdMethod, RunOptions, TeacherPreset, distill, train_teacher,
+    };
+    pub use crate::distillation::{Distillation, Outcome};
+    pub use crate::models::zoo::{AnyClassifier, Architecture};
+    pub use crate::models::{
+        Classifier, KeyRename, load_pytorch, load_pytorch_with, load_weights, save_pytorch,
+        save_weights,
+    };
+    pub use crate::report::{Entry, RunReport, write_evaluation};
+}
