@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use ferd_core::metrics::ClassWiseAccuracy;
 use ferd_distill::{EpochMetrics, EpochRecord, read_metrics};
 
 use super::svg::{Line, LineChart};
@@ -96,121 +97,103 @@ impl RunReport {
             points,
             dashed,
         };
-        let accuracy = |title: &str, lines| LineChart {
+        // Both kinds of run evaluate clean and PGD accuracy per epoch: one pair of charts.
+        let (title, evaluated): (&str, Vec<(f64, &ClassWiseAccuracy, &ClassWiseAccuracy)>) =
+            match &self.kind {
+                RunKind::Ferd(records) => (
+                    "Student on the test set per epoch (reported, never used to select)",
+                    records
+                        .iter()
+                        .filter_map(|r| {
+                            let e = r.evaluation.as_ref()?;
+                            Some((r.epoch as f64 + 1.0, &e.clean, &e.robust))
+                        })
+                        .collect(),
+                ),
+                RunKind::Teacher(metrics) => (
+                    "Teacher on the held-out training images per epoch",
+                    metrics
+                        .iter()
+                        .map(|m| (m.epoch as f64 + 1.0, &m.clean, &m.robust))
+                        .collect(),
+                ),
+            };
+        let series = |f: &dyn Fn(&ClassWiseAccuracy, &ClassWiseAccuracy) -> Option<f64>| {
+            evaluated
+                .iter()
+                .filter_map(|(x, clean, robust)| Some((*x, f(clean, robust)?)))
+                .collect::<Vec<_>>()
+        };
+        let chart = LineChart {
             title: title.into(),
             x_label: "epoch".into(),
             y_label: "accuracy".into(),
             percent: true,
-            lines,
+            lines: vec![
+                line("clean", series(&|c, _| Some(c.overall)), false),
+                line("PGD", series(&|_, r| Some(r.overall)), false),
+                line(
+                    "PGD, worst class",
+                    series(&|_, r| r.worst_class.map(|w| w.1)),
+                    true,
+                ),
+            ],
         };
-        let nsd = |lines| LineChart {
+        charts.push(("curves".into(), chart.to_svg()));
+        let chart = LineChart {
             title: "NSD of the class-wise accuracies (lower is fairer)".into(),
             x_label: "epoch".into(),
             y_label: "NSD".into(),
             percent: false,
-            lines,
+            lines: vec![
+                line("clean", series(&|c, _| c.nsd), false),
+                line("PGD", series(&|_, r| r.nsd), false),
+            ],
         };
-        match &self.kind {
-            RunKind::Ferd(records) => {
-                let evaluated: Vec<(f64, &ferd_distill::Evaluation)> = records
+        charts.push(("nsd".into(), chart.to_svg()));
+        if let RunKind::Ferd(records) = &self.kind {
+            let classes = records.first().map_or(0, |r| r.class_distribution.len());
+            let names = self.class_names(classes);
+            let lines = (0..classes)
+                .map(|c| {
+                    let points = records
+                        .iter()
+                        .filter_map(|r| Some((r.epoch as f64 + 1.0, *r.class_distribution.get(c)?)))
+                        .collect();
+                    line(&names[c], points, false)
+                })
+                .collect();
+            let chart = LineChart {
+                title: "Class distribution of each round's labels (reweighting)".into(),
+                x_label: "epoch".into(),
+                y_label: "probability".into(),
+                percent: false,
+                lines,
+            };
+            charts.push(("class_distribution".into(), chart.to_svg()));
+            let term = |f: &dyn Fn(&EpochRecord) -> f64| {
+                records
                     .iter()
-                    .filter_map(|r| Some((r.epoch as f64 + 1.0, r.evaluation.as_ref()?)))
-                    .collect();
-                let series = |f: &dyn Fn(&ferd_distill::Evaluation) -> Option<f64>| {
-                    evaluated
-                        .iter()
-                        .filter_map(|(x, e)| Some((*x, f(e)?)))
-                        .collect::<Vec<_>>()
-                };
-                let chart = accuracy(
-                    "Student on the test set per epoch (reported, never used to select)",
-                    vec![
-                        line("clean", series(&|e| Some(e.clean.overall)), false),
-                        line("PGD", series(&|e| Some(e.robust.overall)), false),
-                        line(
-                            "PGD, worst class",
-                            series(&|e| e.robust.worst_class.map(|w| w.1)),
-                            true,
-                        ),
-                    ],
-                );
-                charts.push(("curves".into(), chart.to_svg()));
-                let chart = nsd(vec![
-                    line("clean", series(&|e| e.clean.nsd), false),
-                    line("PGD", series(&|e| e.robust.nsd), false),
-                ]);
-                charts.push(("nsd".into(), chart.to_svg()));
-                let classes = records.first().map_or(0, |r| r.class_distribution.len());
-                let names = self.class_names(classes);
-                let lines = (0..classes)
-                    .map(|c| {
-                        let points = records
-                            .iter()
-                            .filter_map(|r| {
-                                Some((r.epoch as f64 + 1.0, *r.class_distribution.get(c)?))
-                            })
-                            .collect();
-                        line(&names[c], points, false)
-                    })
-                    .collect();
-                let chart = LineChart {
-                    title: "Class distribution of each round's labels (reweighting)".into(),
-                    x_label: "epoch".into(),
-                    y_label: "probability".into(),
-                    percent: false,
-                    lines,
-                };
-                charts.push(("class_distribution".into(), chart.to_svg()));
-                let term = |f: &dyn Fn(&EpochRecord) -> f64| {
-                    records
-                        .iter()
-                        .map(|r| (r.epoch as f64 + 1.0, f(r)))
-                        .collect::<Vec<_>>()
-                };
-                let chart = LineChart {
-                    title: "Synthesis losses, mean over each round's steps".into(),
-                    x_label: "epoch".into(),
-                    y_label: "loss".into(),
-                    percent: false,
-                    lines: vec![
-                        line("L_bn", term(&|r| r.synthesis_mean.bn), false),
-                        line(
-                            "IKL(s, t) = -L_adv",
-                            term(&|r| -r.synthesis_mean.adv),
-                            false,
-                        ),
-                        line("L_oh", term(&|r| r.synthesis_mean.oh), false),
-                        line("L_uni", term(&|r| r.synthesis_mean.uni), false),
-                    ],
-                };
-                charts.push(("synthesis_losses".into(), chart.to_svg()));
-            }
-            RunKind::Teacher(metrics) => {
-                let series = |f: &dyn Fn(&EpochMetrics) -> Option<f64>| {
-                    metrics
-                        .iter()
-                        .filter_map(|m| Some((m.epoch as f64 + 1.0, f(m)?)))
-                        .collect::<Vec<_>>()
-                };
-                let chart = accuracy(
-                    "Teacher on the held-out training images per epoch",
-                    vec![
-                        line("clean", series(&|m| Some(m.clean.overall)), false),
-                        line("PGD", series(&|m| Some(m.robust.overall)), false),
-                        line(
-                            "PGD, worst class",
-                            series(&|m| m.robust.worst_class.map(|w| w.1)),
-                            true,
-                        ),
-                    ],
-                );
-                charts.push(("curves".into(), chart.to_svg()));
-                let chart = nsd(vec![
-                    line("clean", series(&|m| m.clean.nsd), false),
-                    line("PGD", series(&|m| m.robust.nsd), false),
-                ]);
-                charts.push(("nsd".into(), chart.to_svg()));
-            }
+                    .map(|r| (r.epoch as f64 + 1.0, f(r)))
+                    .collect::<Vec<_>>()
+            };
+            let chart = LineChart {
+                title: "Synthesis losses, mean over each round's steps".into(),
+                x_label: "epoch".into(),
+                y_label: "loss".into(),
+                percent: false,
+                lines: vec![
+                    line("L_bn", term(&|r| r.synthesis_mean.bn), false),
+                    line(
+                        "IKL(s, t) = -L_adv",
+                        term(&|r| -r.synthesis_mean.adv),
+                        false,
+                    ),
+                    line("L_oh", term(&|r| r.synthesis_mean.oh), false),
+                    line("L_uni", term(&|r| r.synthesis_mean.uni), false),
+                ],
+            };
+            charts.push(("synthesis_losses".into(), chart.to_svg()));
         }
         if let Some(c) = &self.comparison {
             let entries = [
