@@ -18,7 +18,7 @@ use ferd_distill::presets::{Budget, Method};
 use ferd_distill::synthesis::step_loss;
 use ferd_models::layers::upsample_nearest;
 
-const RTOL: f32 = 1e-4;
+const RTOL: f64 = 1e-4;
 const BATCH: usize = 6;
 
 /// Seeded values from the host, the same on every device.
@@ -33,20 +33,7 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 fn assert_close(name: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{name}: lengths");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let (worst, at) = got
-        .iter()
-        .zip(want)
-        .enumerate()
-        .map(|(i, (a, b))| ((a - b).abs(), i))
-        .fold((0.0f32, 0), |m, x| if x.0 > m.0 { x } else { m });
-    assert!(
-        worst / scale <= RTOL,
-        "{name}: max difference {worst} at index {at} ({} vs flex {}), scale {scale}",
-        got[at],
-        want[at]
-    );
+    common::assert_close(name, got, want, RTOL);
 }
 
 /// The gradient of the synthesis loss with only `weights` on, with respect to the images.

@@ -9,7 +9,7 @@ mod common;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use common::{fixtures, generator, small_cnn};
+use common::{assert_close, fixtures, generator, small_cnn};
 use ferd_attacks::{Model, Objective, ascent_step};
 use ferd_core::device::test_device;
 use ferd_core::random::Replay;
@@ -67,18 +67,7 @@ fn assert_scalar(name: &str, got: f32, want: &Value) {
 
 /// Largest difference relative to the largest expected magnitude.
 fn assert_vector(name: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{name}: lengths");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    let err = f64::from(worst / scale);
-    assert!(
-        err <= RTOL,
-        "{name}: max difference {worst} at scale {scale} (relative {err:.2e})"
-    );
+    assert_close(name, got, want, RTOL);
 }
 
 /// The id of the float parameter at `path` (e.g. `conv3.weight`).

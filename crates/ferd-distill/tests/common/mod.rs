@@ -46,3 +46,23 @@ pub fn parameters<M: Module>(model: &M) -> Vec<f32> {
     model.valid().visit(&mut flat);
     flat.0
 }
+
+/// Asserts that `got` is within `rtol` of `want`, relative to `want`'s largest magnitude; the
+/// message names the worst entry.
+pub fn assert_close(name: &str, got: &[f32], want: &[f32], rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{name}: lengths");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+    let (worst, at) = got
+        .iter()
+        .zip(want)
+        .enumerate()
+        .map(|(i, (a, b))| ((a - b).abs(), i))
+        .fold((0.0f32, 0), |m, x| if x.0 > m.0 { x } else { m });
+    let err = f64::from(worst / scale);
+    assert!(
+        err <= rtol,
+        "{name}: max difference {worst} at index {at} ({} vs {}), scale {scale} (relative {err:.2e})",
+        got[at],
+        want[at]
+    );
+}
