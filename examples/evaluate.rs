@@ -13,6 +13,7 @@
 use ferd::attacks::{EvalConfig, Frozen, attack_by_name, evaluate};
 use ferd::core::DeviceSpec;
 use ferd::data::{DatasetName, Split, load};
+use ferd::distillation::BUNDLED_TEACHER;
 use ferd::models::{load_weights, zoo::Architecture};
 use ferd::report::{Entry, write_evaluation};
 
@@ -21,13 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = DeviceSpec::Flex.device()?;
     let test = load(DatasetName::FashionMnist, Split::Test, None)?.balanced_subset(per_class);
     let mut teacher = Architecture::SmallCnn { width: 16 }.build(1, 10, &device);
-    load_weights(
-        &mut teacher,
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/fmnist-small-teacher/teacher.bpk"
-        ),
-    )?;
+    load_weights(&mut teacher, BUNDLED_TEACHER)?;
     let attacks = ["fgsm", "pgd-20", "cw-20"]
         .into_iter()
         .map(|name| attack_by_name(name, 0.1))

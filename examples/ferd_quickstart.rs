@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use ferd::core::DeviceSpec;
 use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions};
-use ferd::distillation::{Distillation, Outcome};
+use ferd::distillation::{BUNDLED_TEACHER, Distillation, Outcome};
 use ferd::models::zoo::Architecture;
 
 /// Test images per class of the final comparison: 1,000 images keep the quickstart within its
@@ -60,7 +60,6 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/fmnist-small-teacher");
     let mut args = Args {
         budget: Budget::FmnistQuick,
         method: FerdMethod::Ferd,
@@ -72,7 +71,7 @@ fn parse_args() -> Result<Args, String> {
         epochs: None,
         student: Architecture::SmallCnn { width: 8 },
         teacher_arch: Architecture::SmallCnn { width: 16 },
-        teacher: bundled.join("teacher.bpk"),
+        teacher: PathBuf::from(BUNDLED_TEACHER),
         final_per_class: FINAL_PER_CLASS,
         device: DeviceSpec::Flex,
         data_dir: None,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use ferd::core::DeviceSpec;
 use ferd::distill::config::with_field;
 use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions};
-use ferd::distillation::{Distillation, Outcome};
+use ferd::distillation::{BUNDLED_TEACHER, Distillation, Outcome};
 use ferd::models::KeyRename;
 use ferd::models::zoo::Architecture;
 use ferd::report::{Entry, markdown};
@@ -71,11 +71,6 @@ pub struct Args {
     data_dir: Option<PathBuf>,
 }
 
-/// The bundled Fashion-MNIST teacher (`models/fmnist-small-teacher`).
-fn bundled_teacher() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/fmnist-small-teacher/teacher.bpk")
-}
-
 pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let mut config = match &args.config {
         Some(path) => FerdConfig::read(path)?,
@@ -91,7 +86,10 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     }
     let run = Distillation {
         teacher_arch: args.teacher_arch,
-        teacher_weights: args.teacher.clone().unwrap_or_else(bundled_teacher),
+        teacher_weights: args
+            .teacher
+            .clone()
+            .unwrap_or_else(|| BUNDLED_TEACHER.into()),
         pytorch: args.pytorch,
         renames: args.rename.clone(),
         student_arch: args.student,
