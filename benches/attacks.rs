@@ -78,7 +78,7 @@ fn main() {
     let (mut robust, mut stage_seconds) = (0usize, Vec::new());
     for (i, (x, y)) in batches.iter().enumerate() {
         let staged = aa
-            .perturb_staged(&model, x.clone(), y.clone(), i as u64)
+            .perturb_staged(&model, x.clone(), y.clone(), i as u64, &mut ())
             .expect("runs");
         for (s, stage) in staged.stages.iter().enumerate() {
             if stage_seconds.len() <= s {

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = evaluate(
         &Frozen::new(&teacher),
         &test,
-        &attacks,
+        &attacks.iter().map(AsRef::as_ref).collect::<Vec<_>>(),
         &device,
         &EvalConfig::default(),
     )?;

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use burn::tensor::Device;
-use ferd_attacks::{Attack, AttackError, EvalConfig, EvaluationReport, Frozen, Pgd, evaluate};
+use ferd_attacks::{AttackError, EvalConfig, EvaluationReport, Frozen, Pgd, evaluate};
 use ferd_data::ImageDataset;
 use ferd_distill::FerdConfig;
 use ferd_models::AnyClassifier;
@@ -22,18 +22,17 @@ pub fn pgd_report(
     config: &FerdConfig,
     device: &Device,
 ) -> Result<EvaluationReport, AttackError> {
-    let pgd: [Box<dyn Attack>; 1] = [Box::new(Pgd::new(
+    let pgd = Pgd::new(
         config.threat.eps,
         config.threat.alpha,
         config.evaluation.pgd_steps,
-    ))];
+    );
     let eval = EvalConfig {
         batch_size: BATCH,
         seed: config.seed,
-        progress: false,
         state: None,
     };
-    evaluate(&Frozen::new(model), test, &pgd, device, &eval)
+    evaluate(&Frozen::new(model), test, &[&pgd], device, &eval)
 }
 
 /// Teacher and student on `test`; `distill_seconds` is recorded with the result, and the total

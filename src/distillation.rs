@@ -33,7 +33,7 @@ use std::time::Instant;
 use ferd_attacks::AttackError;
 use ferd_core::CoreError;
 use ferd_data::{DataError, DatasetName, Split, load};
-use ferd_distill::{DistillError, FerdConfig, Observer, RunOptions, distill};
+use ferd_distill::{DistillError, Event, FerdConfig, Observer, RunOptions, distill};
 use ferd_models::init::{Init, initialize};
 use ferd_models::zoo::Architecture;
 use ferd_models::{KeyRename, ModelError, load_pytorch_with, load_weights, save_pytorch};
@@ -121,7 +121,7 @@ fn test_set_of(config: &FerdConfig) -> DatasetName {
 
 impl Distillation {
     /// Runs it, sending progress to `observer`.
-    pub fn run(&self, observer: &mut dyn Observer) -> Result<Outcome, Error> {
+    pub fn run(&self, observer: &mut dyn Observer<Event>) -> Result<Outcome, Error> {
         let started = Instant::now();
         let config = &self.config;
         let device = &self.options.device;

@@ -29,9 +29,8 @@
 //! let test = load(DatasetName::FashionMnist, Split::Test, None)?.balanced_subset(1);
 //! let mut model = Architecture::SmallCnn { width: 16 }.build(1, 10, &device);
 //! load_weights(&mut model, "models/fmnist-small-teacher/teacher.bpk")?;
-//! let attacks = [attack_by_name("autoattack", 0.1)?];
-//! let config = EvalConfig { progress: false, ..EvalConfig::default() };
-//! let report = evaluate(&Frozen::new(&model), &test, &attacks, &device, &config)?;
+//! let (aa, pgd) = (AutoAttack::standard(0.1), Pgd::new(0.1, 0.01, 20));
+//! let report = evaluate(&Frozen::new(&model), &test, &[&aa, &pgd], &device, &EvalConfig::default())?;
 //! write_evaluation(&[Entry::new("teacher", &report)], std::env::temp_dir().join("ferd-doc"))?;
 //! assert!(report.attacks[0].robust.overall <= report.clean.overall);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -51,7 +50,8 @@ pub mod report;
 /// The names most programs need, in one import: `use ferd::prelude::*;`.
 pub mod prelude {
     pub use crate::attacks::{
-        Attack, EvalConfig, EvaluationReport, Frozen, attack_by_name, evaluate,
+        Attack, AutoAttack, EvalConfig, EvalEvent, EvaluationReport, Frozen, Pgd, attack_by_name,
+        evaluate, evaluate_observed,
     };
     pub use crate::core::DeviceSpec;
     pub use crate::data::{DatasetName, ImageDataset, Split, load};

@@ -117,6 +117,24 @@ fn set_changes_one_field_and_refuses_unknown_ones() {
     assert_eq!(config["student"]["utae"]["gamma"], 0.5);
     assert_eq!(config["reweighting"]["strategy"]["p_max"], 0.2);
     assert_eq!(config["epochs"], 30);
+    // --list-config: every key of --set with its value and the field's doc comment.
+    let out = ferd(&[
+        "distill",
+        "--set",
+        "student.utae.gamma=0.5",
+        "--list-config",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    let gamma = listing
+        .split_once("student.utae.gamma = 0.5\n")
+        .expect("the gamma line")
+        .1;
+    assert!(
+        gamma.starts_with("    Weight `gamma` of the uniformity term"),
+        "{listing}"
+    );
+    assert!(listing.contains("      - min_max: The official code's rule"));
     let out = ferd(&["distill", "--set", "student.gama=0.5", "--print-config"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
@@ -164,6 +182,15 @@ fn evaluate_then_report_end_to_end() {
         path(&json),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Progress as plain lines (stderr is not a terminal): every batch of every attack.
+    let log = text(&out.stderr);
+    for line in [
+        "fgsm: 16/30 images, robust",
+        "fgsm: 30/30 images",
+        "pgd-3 done: robust",
+    ] {
+        assert!(log.contains(line), "{line} not in\n{log}");
+    }
     assert!(
         !dir.join("teacher.state.json").exists(),
         "the state file is removed"

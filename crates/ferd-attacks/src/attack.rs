@@ -4,6 +4,7 @@ use burn::tensor::{Int, Tensor};
 
 use crate::ball::{check_batch, check_eps};
 use crate::error::Result;
+use crate::events::{Observer, StageStarted};
 use crate::model::{Model, correct, finite_logits};
 
 /// An attack in the Linf threat model: it returns images within `eps` of the clean ones (in
@@ -26,15 +27,17 @@ pub trait Attack {
     ) -> Result<Tensor<4>>;
 
     /// Like [`perturb`](Attack::perturb), also reporting, for a composite attack such as
-    /// AutoAttack, which points were still robust after each of its stages. A single attack
-    /// has no stages.
+    /// AutoAttack, which points were still robust after each of its stages, and telling
+    /// `observer` as each stage starts. A single attack has no stages.
     fn perturb_staged(
         &self,
         model: &dyn Model,
         x: Tensor<4>,
         labels: Tensor<1, Int>,
         seed: u64,
+        observer: &mut dyn Observer<StageStarted>,
     ) -> Result<Staged> {
+        let _ = observer;
         Ok(Staged {
             adv: self.perturb(model, x, labels, seed)?,
             stages: Vec::new(),

@@ -11,6 +11,7 @@ use burn::tensor::{Int, Tensor};
 use crate::apgd::{Apgd, ApgdLoss, ApgdTargeted};
 use crate::attack::{Attack, Stage, Staged, prepare};
 use crate::error::{Result, invalid};
+use crate::events::{Observer, StageStarted};
 use crate::fab::Fab;
 use crate::model::Model;
 use crate::rows::Robust;
@@ -146,7 +147,7 @@ impl Attack for AutoAttack {
         labels: Tensor<1, Int>,
         seed: u64,
     ) -> Result<Tensor<4>> {
-        Ok(self.perturb_staged(model, x, labels, seed)?.adv)
+        Ok(self.perturb_staged(model, x, labels, seed, &mut ())?.adv)
     }
 
     fn perturb_staged(
@@ -155,11 +156,18 @@ impl Attack for AutoAttack {
         x: Tensor<4>,
         labels: Tensor<1, Int>,
         seed: u64,
+        observer: &mut dyn Observer<StageStarted>,
     ) -> Result<Staged> {
         let prepared = prepare("autoattack", model, x, &labels, self.eps)?;
         let mut robust = Robust::new(&prepared.x, prepared.correct(&labels));
         let mut stages = Vec::with_capacity(self.components.len());
-        for attack in &self.components {
+        for (stage, attack) in self.components.iter().enumerate() {
+            observer.event(&StageStarted {
+                stage,
+                stages: self.components.len(),
+                name: attack.name(),
+                points: robust.flags.iter().filter(|&&f| f).count(),
+            });
             let start = Instant::now();
             robust.refine(model, &prepared.x, &labels, |_, xs, ys| {
                 attack.perturb(model, xs, ys, seed)

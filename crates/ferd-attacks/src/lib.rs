@@ -8,7 +8,8 @@
 //!   logits, or a [`Frozen`] ferd classifier), images, labels and a seed, and returns images
 //!   within `eps` in max-norm and in `[0, 1]`.
 //! - [`evaluate`] runs attacks over a dataset and reports clean and robust accuracy overall and
-//!   per class, worst class, worst 10% and NSD ([`EvaluationReport`]).
+//!   per class, worst class, worst 10% and NSD ([`EvaluationReport`]);
+//!   [`evaluate_observed`] also emits its progress as [`EvalEvent`]s (the library never prints).
 //!
 //! The pieces every attack shares exist once: the projection and random starts ([`ball`]), the
 //! losses (from `ferd_core::losses`, chosen by [`Objective`]), the target selection
@@ -23,6 +24,7 @@ pub mod catalog;
 pub mod checks;
 pub mod error;
 pub mod evaluate;
+pub mod events;
 pub mod fab;
 pub mod model;
 pub mod objective;
@@ -35,7 +37,10 @@ pub use attack::{Attack, Stage, Staged};
 pub use autoattack::{AutoAttack, Version};
 pub use catalog::attack_by_name;
 pub use error::AttackError;
-pub use evaluate::{AttackReport, EvalConfig, EvaluationReport, StageReport, evaluate};
+pub use evaluate::{
+    AttackReport, EvalConfig, EvaluationReport, StageReport, evaluate, evaluate_observed,
+};
+pub use events::{EvalEvent, Observer, StageStarted};
 pub use fab::Fab;
 pub use model::{Frozen, Model};
 pub use objective::Objective;

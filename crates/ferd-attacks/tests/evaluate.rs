@@ -7,7 +7,8 @@ mod common;
 use std::path::Path;
 
 use ferd_attacks::{
-    Apgd, ApgdLoss, Attack, AutoAttack, EvalConfig, EvaluationReport, Frozen, Pgd, Square, evaluate,
+    Apgd, ApgdLoss, Attack, AutoAttack, EvalConfig, EvalEvent, EvaluationReport, Frozen, Pgd,
+    Square, evaluate_observed,
 };
 use ferd_core::device::test_device;
 use ferd_data::{DatasetName, Split};
@@ -26,27 +27,32 @@ fn report_matches_hand_counts_and_round_trips() {
         .unwrap()
         .balanced_subset(6);
     let eps = 0.1;
-    let attacks: Vec<Box<dyn Attack>> = vec![
-        Box::new(Pgd::fgsm(eps)),
-        Box::new(Pgd::new(eps, eps / 4.0, 5)),
-        Box::new(
-            AutoAttack::custom(
-                eps,
-                vec![
-                    Box::new(Apgd::new(eps, ApgdLoss::CrossEntropy).with_steps(10)),
-                    Box::new(Square::new(eps).with_queries(20)),
-                ],
-            )
-            .unwrap(),
-        ),
-    ];
+    // Attacks as values of different types, passed by reference.
+    let fgsm = Pgd::fgsm(eps);
+    let pgd = Pgd::new(eps, eps / 4.0, 5);
+    let composite = AutoAttack::custom(
+        eps,
+        vec![
+            Box::new(Apgd::new(eps, ApgdLoss::CrossEntropy).with_steps(10)),
+            Box::new(Square::new(eps).with_queries(20)),
+        ],
+    )
+    .unwrap();
     let config = EvalConfig {
         batch_size: 25,
         seed: 3,
-        progress: false,
         state: None,
     };
-    let report = evaluate(&model, &data, &attacks, &device, &config).unwrap();
+    let mut events = Vec::new();
+    let report = evaluate_observed(
+        &model,
+        &data,
+        &[&fgsm, &pgd, &composite],
+        &device,
+        &config,
+        &mut |e: &EvalEvent| events.push(e.clone()),
+    )
+    .unwrap();
 
     assert_eq!(report.samples, 60);
     assert_eq!(report.attacks.len(), 3);
@@ -92,10 +98,103 @@ fn report_matches_hand_counts_and_round_trips() {
         &serde_json::to_value(&back).unwrap(),
         &serde_json::to_value(&report).unwrap(),
     );
+    check_events(&events, &report, &predictions, data.labels());
+
     let table = report.table();
     for needle in ["Trouser", "fgsm", "pgd-5", "apgd-ce", "worst-class"] {
         assert!(table.contains(needle), "table lacks {needle}:\n{table}");
     }
+}
+
+/// The events of the evaluation above (60 images in batches of 25, 25 and 10) tell the same
+/// story as its report: every batch of the clean pass and of each attack in order, the robust
+/// accuracy so far after each batch, and the composite attack's components as they start on
+/// each batch, each on the points still robust (the first on the clean-correct ones).
+fn check_events(
+    events: &[EvalEvent],
+    report: &EvaluationReport,
+    clean: &[usize],
+    labels: &[usize],
+) {
+    let mut events = events.iter();
+    let names: Vec<String> = report.attacks.iter().map(|a| a.name.clone()).collect();
+    assert_eq!(
+        events.next(),
+        Some(&EvalEvent::Started {
+            images: 60,
+            batches: 3,
+            attacks: names.clone()
+        })
+    );
+    for done in [25, 50, 60] {
+        assert_eq!(
+            events.next(),
+            Some(&EvalEvent::CleanBatch { done, images: 60 })
+        );
+    }
+    let correct_in = |rows: std::ops::Range<usize>| rows.filter(|&i| clean[i] == labels[i]).count();
+    for (a, attack) in report.attacks.iter().enumerate() {
+        assert_eq!(
+            events.next(),
+            Some(&EvalEvent::AttackStarted {
+                attack: a,
+                name: names[a].clone(),
+                done: 0,
+                images: 60
+            })
+        );
+        let mut second_stage_points = 0;
+        for (batch, rows) in [0..25, 25..50, 50..60].into_iter().enumerate() {
+            for (stage, component) in attack.stages.iter().enumerate() {
+                let Some(EvalEvent::Stage {
+                    attack: ea,
+                    batch: eb,
+                    batches: 3,
+                    started,
+                }) = events.next()
+                else {
+                    panic!("a stage event expected");
+                };
+                assert_eq!(
+                    (*ea, *eb, started.stage, started.stages),
+                    (a, batch, stage, 2)
+                );
+                assert_eq!(started.name, component.name);
+                if stage == 0 {
+                    assert_eq!(started.points, correct_in(rows.clone()));
+                } else {
+                    second_stage_points += started.points;
+                }
+            }
+            let Some(EvalEvent::Batch {
+                attack: ea,
+                done,
+                images: 60,
+                robust_accuracy,
+            }) = events.next()
+            else {
+                panic!("a batch event expected");
+            };
+            assert_eq!((*ea, *done), (a, rows.end));
+            if rows.end == 60 {
+                assert_eq!(*robust_accuracy, attack.robust.overall);
+            }
+        }
+        if let Some(first) = attack.stages.first() {
+            let after_first = (first.robust_accuracy * 60.0).round() as usize;
+            assert_eq!(second_stage_points, after_first);
+        }
+        assert_eq!(
+            events.next(),
+            Some(&EvalEvent::AttackEnded {
+                attack: a,
+                name: names[a].clone(),
+                robust_accuracy: attack.robust.overall,
+                seconds: attack.seconds
+            })
+        );
+    }
+    assert_eq!(events.next(), None);
 }
 
 /// Two JSON trees equal up to a relative 1e-12 on numbers.

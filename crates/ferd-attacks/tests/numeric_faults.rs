@@ -117,10 +117,9 @@ fn evaluate_refuses_nan_logits_on_adversarial_points() {
     let config = EvalConfig {
         batch_size: BATCH,
         seed: 0,
-        progress: false,
         state: None,
     };
     let pgd = attack_by_name("pgd-5", EPS).unwrap();
-    let err = evaluate(&model, &dataset, &[pgd], &device, &config).unwrap_err();
+    let err = evaluate(&model, &dataset, &[pgd.as_ref()], &device, &config).unwrap_err();
     assert!(is_non_finite_error(&err), "{err}");
 }

@@ -216,7 +216,7 @@ fn autoattack_matches_the_reference_and_ranks_below_pgd_and_fgsm() {
     let r = reference();
     let eps = r["eps"].as_f64().unwrap() as f32;
     let staged = AutoAttack::standard(eps)
-        .perturb_staged(&s.model, s.x.clone(), s.y.clone(), 0)
+        .perturb_staged(&s.model, s.x.clone(), s.y.clone(), 0, &mut ())
         .unwrap();
     let ours = robust_accuracy(&s.model, staged.adv.clone(), &s.y);
     let theirs = r["autoattack_robust"].as_f64().unwrap();

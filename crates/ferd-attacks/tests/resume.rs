@@ -55,13 +55,14 @@ fn config(state: Option<PathBuf>) -> EvalConfig {
     EvalConfig {
         batch_size: BATCH,
         seed: 3,
-        progress: false,
         state,
     }
 }
 
 fn run(model: &dyn Model, state: Option<PathBuf>) -> Result<EvaluationReport, AttackError> {
-    evaluate(model, &data(), &attacks(), &test_device(), &config(state))
+    let attacks = attacks();
+    let attacks: Vec<&dyn Attack> = attacks.iter().map(AsRef::as_ref).collect();
+    evaluate(model, &data(), &attacks, &test_device(), &config(state))
 }
 
 /// The report with its wall-clock timings zeroed (the only figures a resumed run may change).
@@ -124,7 +125,9 @@ fn an_evaluation_stopped_by_an_error_resumes_to_the_same_report() {
         seed: 4,
         ..config(Some(state.clone()))
     };
-    let err = evaluate(&frozen, &data(), &attacks(), &test_device(), &other).unwrap_err();
+    let attacks = attacks();
+    let attacks: Vec<&dyn Attack> = attacks.iter().map(AsRef::as_ref).collect();
+    let err = evaluate(&frozen, &data(), &attacks, &test_device(), &other).unwrap_err();
     assert!(err.to_string().contains("another evaluation"), "{err}");
     let _ = std::fs::remove_file(&state);
 }

@@ -10,10 +10,11 @@ pub mod device;
 pub mod error;
 pub mod losses;
 pub mod metrics;
+pub mod observer;
 pub mod ops;
-pub mod progress;
 pub mod random;
 pub mod reweighting;
 
 pub use device::DeviceSpec;
 pub use error::CoreError;
+pub use observer::Observer;

@@ -6,6 +6,7 @@
 use ferd_core::losses::IklWeights;
 use ferd_core::reweighting::ReweightStrategy;
 use ferd_data::Augment;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use std::path::Path;
@@ -13,7 +14,7 @@ use std::path::Path;
 use crate::error::{DistillError, Result, io_error};
 
 /// Everything that defines a FERD distillation run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FerdConfig {
     /// Epochs; one synthesis round per epoch (paper: 220 on CIFAR-10).
     pub epochs: usize,
@@ -47,7 +48,7 @@ pub struct FerdConfig {
 }
 
 /// Image shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ImageShape {
     /// Channels (1 for Fashion-MNIST, 3 for CIFAR).
     pub channels: usize,
@@ -56,7 +57,7 @@ pub struct ImageShape {
 }
 
 /// The Linf threat model.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Threat {
     /// Radius (8/255 on CIFAR-10; 0.1 on Fashion-MNIST).
     pub eps: f32,
@@ -65,7 +66,7 @@ pub struct Threat {
 }
 
 /// The generator's size (method spec, section 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GeneratorShape {
     /// Latent size `nz` (100).
     pub latent: usize,
@@ -74,7 +75,7 @@ pub struct GeneratorShape {
 }
 
 /// Weights of the generator loss `L_G = w_bn L_bn + w_adv L_adv + w_oh L_oh + w_uni L_uni`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LossWeights {
     /// BatchNorm-statistics matching (DeepInversion), 5.
     pub bn: f32,
@@ -88,7 +89,7 @@ pub struct LossWeights {
 }
 
 /// One synthesis round (method spec, section 2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SynthesisConfig {
     /// Generator steps per round, `N_G` (200).
     pub steps: usize,
@@ -106,7 +107,7 @@ pub struct SynthesisConfig {
 
 /// The information-bottleneck split of the teacher's features (spec section 2, after Kim et
 /// al. 2021; official `models/IFP.py`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FairnessConfig {
     /// Adam steps on the noise scale per generator step (50).
     pub inner_steps: usize,
@@ -117,7 +118,7 @@ pub struct FairnessConfig {
 }
 
 /// Robustness-guided class reweighting (spec section 2, steps 5 and 6).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReweightingConfig {
     /// How fragility becomes the next round's class distribution: `softmax` (paper), `min_max`
     /// (official code) or `uniform`.
@@ -127,7 +128,7 @@ pub struct ReweightingConfig {
 }
 
 /// The per-sample class weights of the student's IKL (spec section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StudentIkl {
     /// `w_b = softmax(t_b / temperature)`: the paper's IKL, with the generator's weighting.
@@ -155,7 +156,7 @@ impl StudentIkl {
 }
 
 /// Uniform-Target Adversarial Examples (spec section 3).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UtaeConfig {
     /// Signed-gradient steps `K` (10).
     pub steps: usize,
@@ -167,7 +168,7 @@ pub struct UtaeConfig {
 }
 
 /// Student training (spec section 3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StudentConfig {
     /// Student steps per epoch after warm-up, `N_S` (400).
     pub steps: usize,
@@ -190,7 +191,7 @@ pub struct StudentConfig {
 /// The per-epoch evaluation of the student on a real test set: clean and PGD accuracy per
 /// class. It is reported and never feeds back into training (data-free: the kept model is the
 /// last one).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EvaluationConfig {
     /// Evaluate after every this many epochs (and after the last); 0 = only after the last.
     pub every: usize,
@@ -390,4 +391,254 @@ pub fn with_field<T: Serialize + serde::de::DeserializeOwned>(
     *slot = serde_json::from_str(value)
         .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
     serde_json::from_value(tree).map_err(|e| bad(format!("`{key}` = `{value}`: {e}")))
+}
+
+/// One field of a configuration as the command line shows it (`--list-config`): its dotted
+/// `config.json` path (the key of `--set`), its value, and its doc comment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldDoc {
+    /// The dotted path, e.g. `student.utae.gamma`.
+    pub key: String,
+    /// The current value.
+    pub value: serde_json::Value,
+    /// The field's doc comment.
+    pub doc: String,
+    /// For an enum, its alternatives as `name: doc` (empty otherwise).
+    pub alternatives: Vec<String>,
+}
+
+/// Every field of `config`, by dotted key in alphabetical order, with the doc comment the
+/// field has in the source (read from the type's JSON Schema): one list serves as `--help` for
+/// `--set`. A field holding an enum (such as `reweighting.strategy`) is listed whole, with its
+/// alternatives, and then by its own fields.
+///
+/// # Examples
+/// ```
+/// use ferd_distill::config::field_docs;
+/// use ferd_distill::{Budget, FerdConfig, FerdMethod};
+///
+/// let config = FerdConfig::preset(Budget::FmnistQuick, FerdMethod::Ferd);
+/// let fields = field_docs(&config);
+/// let gamma = fields.iter().find(|f| f.key == "student.utae.gamma").unwrap();
+/// assert!(gamma.doc.contains("gamma"));
+/// ```
+pub fn field_docs<T: Serialize + schemars::JsonSchema>(config: &T) -> Vec<FieldDoc> {
+    let schema = schemars::schema_for!(T);
+    let root = schema.as_value();
+    let schema = Schema {
+        defs: root.get("$defs"),
+    };
+    let value = serde_json::to_value(config).expect("a config serializes");
+    let mut fields = Vec::new();
+    schema.walk(&value, root, "", &mut fields);
+    fields
+}
+
+/// The `$defs` of a JSON Schema that the walk resolves references against.
+struct Schema<'a> {
+    defs: Option<&'a serde_json::Value>,
+}
+
+impl<'a> Schema<'a> {
+    /// `node`, or the definition it refers to.
+    fn resolve(&self, node: &'a serde_json::Value) -> &'a serde_json::Value {
+        node.get("$ref")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|r| self.defs?.get(r.trim_start_matches("#/$defs/")))
+            .unwrap_or(node)
+    }
+
+    /// The alternatives of an enum, as `name: doc` lines (empty for anything else).
+    fn alternatives(&self, node: &'a serde_json::Value) -> Vec<String> {
+        let Some(variants) = self.resolve(node).get("oneOf").and_then(|v| v.as_array()) else {
+            return Vec::new();
+        };
+        variants
+            .iter()
+            .map(|v| {
+                let v = self.resolve(v);
+                let props = v.get("properties").and_then(|p| p.as_object());
+                let name = v
+                    .get("const")
+                    .cloned()
+                    .or_else(|| props?.values().find_map(|p| p.get("const").cloned()))
+                    .map(|c| c.as_str().map_or(c.to_string(), str::to_string))
+                    .or_else(|| props.filter(|p| p.len() == 1)?.keys().next().cloned())
+                    .unwrap_or_default();
+                format!("{name}: {}", description(v))
+            })
+            .collect()
+    }
+
+    /// The fields the schema `node` gives `value`: a struct's, or those of the enum variant
+    /// that `value` is.
+    fn properties(
+        &self,
+        value: &serde_json::Value,
+        node: &'a serde_json::Value,
+    ) -> Option<&'a serde_json::Map<String, serde_json::Value>> {
+        let node = self.resolve(node);
+        if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+            return Some(props);
+        }
+        let object = value.as_object()?;
+        node.get("oneOf")?.as_array()?.iter().find_map(|v| {
+            let props = self.resolve(v).get("properties")?.as_object()?;
+            let fits = object.iter().all(|(k, x)| {
+                props
+                    .get(k)
+                    .is_some_and(|p| p.get("const").is_none_or(|c| c == x))
+            });
+            fits.then_some(props)
+        })
+    }
+
+    fn walk(
+        &self,
+        value: &serde_json::Value,
+        node: &'a serde_json::Value,
+        prefix: &str,
+        out: &mut Vec<FieldDoc>,
+    ) {
+        let (Some(object), Some(props)) = (value.as_object(), self.properties(value, node)) else {
+            return;
+        };
+        for (name, field) in object {
+            let key = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            let sub = props.get(name);
+            if sub.is_some_and(|s| s.get("const").is_some()) {
+                continue; // an enum's tag: listed with the enum
+            }
+            let doc = sub.map_or_else(String::new, |s| {
+                let own = description(s);
+                if own.is_empty() {
+                    description(self.resolve(s))
+                } else {
+                    own
+                }
+            });
+            let alternatives = sub.map(|s| self.alternatives(s)).unwrap_or_default();
+            let nested = sub.and_then(|s| self.properties(field, s)).is_some();
+            if !nested || !alternatives.is_empty() {
+                out.push(FieldDoc {
+                    key: key.clone(),
+                    value: field.clone(),
+                    doc,
+                    alternatives: alternatives.clone(),
+                });
+            }
+            if let Some(sub) = sub.filter(|_| nested) {
+                self.walk(field, sub, &key, out);
+            }
+        }
+    }
+}
+
+/// A schema node's description on one line.
+fn description(node: &serde_json::Value) -> String {
+    node.get("description")
+        .and_then(serde_json::Value::as_str)
+        .map(|d| d.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Debug;
+
+    use super::*;
+    use crate::{Budget, FerdMethod, TeacherPreset};
+
+    /// Every path from the root of `value` to a non-object value, found without the schema.
+    fn leaf_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match value.as_object() {
+            Some(object) => {
+                for (k, v) in object {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaf_paths(v, &key, out);
+                }
+            }
+            None => out.push(prefix.to_string()),
+        }
+    }
+
+    /// Every field is listed with a doc, and `--set` with its own value changes nothing.
+    fn check_listing<T>(config: &T, tags: &[&str])
+    where
+        T: Serialize + serde::de::DeserializeOwned + schemars::JsonSchema + PartialEq + Debug,
+    {
+        let fields = field_docs(config);
+        let mut leaves = Vec::new();
+        leaf_paths(&serde_json::to_value(config).unwrap(), "", &mut leaves);
+        for leaf in leaves.iter().filter(|l| !tags.contains(&l.as_str())) {
+            assert!(
+                fields.iter().any(|f| &f.key == leaf),
+                "{leaf} is not listed"
+            );
+        }
+        for field in &fields {
+            assert!(!field.doc.is_empty(), "{} has no doc", field.key);
+            let same = with_field(config, &field.key, &field.value.to_string()).unwrap();
+            assert_eq!(&same, config, "{}", field.key);
+        }
+    }
+
+    #[test]
+    fn every_field_of_every_preset_is_listed_with_its_doc() {
+        for method in [FerdMethod::Ferd, FerdMethod::FerdOfficialCode] {
+            let config = FerdConfig::preset(Budget::Fmnist, method);
+            check_listing(
+                &config,
+                &["reweighting.strategy.strategy", "student.ikl.kind"],
+            );
+        }
+        for preset in TeacherPreset::ALL {
+            check_listing(&preset.recipe().config, &[]);
+        }
+    }
+
+    #[test]
+    fn docs_are_the_doc_comments_and_enums_list_their_alternatives() {
+        let config = FerdConfig::preset(Budget::Fmnist, FerdMethod::FerdOfficialCode);
+        let fields = field_docs(&config);
+        let doc = |key: &str| &fields.iter().find(|f| f.key == key).unwrap().doc;
+        // The doc comment of `UtaeConfig::gamma`, its two lines joined.
+        assert_eq!(
+            doc("student.utae.gamma"),
+            "Weight `gamma` of the uniformity term (paper sweep: 0.1 to 0.5 best; ferd 0.3; the \
+             released code runs 0)."
+        );
+        let strategy = fields
+            .iter()
+            .find(|f| f.key == "reweighting.strategy")
+            .unwrap();
+        let starts: Vec<&str> = strategy
+            .alternatives
+            .iter()
+            .map(|a| &a[..a.find(" rule").or(a.find(": No")).unwrap_or(a.len())])
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "softmax: The paper's",
+                "min_max: The official code's",
+                "uniform"
+            ],
+            "{:?}",
+            strategy.alternatives
+        );
+        // The fields of the variant in use are listed too, with their own docs.
+        assert_eq!(
+            doc("reweighting.strategy.p_max"),
+            "Weight of the most fragile class before normalization."
+        );
+    }
 }

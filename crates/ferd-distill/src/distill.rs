@@ -21,7 +21,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::ModuleSnapshot;
 use burn::tensor::{Device, Tensor};
-use ferd_attacks::{Attack, EvalConfig, Frozen, Pgd, evaluate};
+use ferd_attacks::{EvalConfig, EvalEvent, Frozen, Pgd, evaluate_observed};
 use ferd_core::metrics::{ClassWiseAccuracy, to_indices};
 use ferd_core::random::mix;
 use ferd_data::ImageDataset;
@@ -130,7 +130,7 @@ pub fn distill<T, S>(
     config: &FerdConfig,
     test: Option<&ImageDataset>,
     options: &RunOptions,
-    observer: &mut dyn Observer,
+    observer: &mut dyn Observer<Event>,
 ) -> Result<Distilled<S>>
 where
     T: Classifier + Module,
@@ -241,7 +241,7 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
         &mut self,
         epoch: usize,
         lr: f64,
-        observer: &mut dyn Observer,
+        observer: &mut dyn Observer<Event>,
     ) -> Result<StepReport> {
         let config = self.config;
         let steps = config.student.steps;
@@ -290,7 +290,11 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
         })
     }
 
-    fn evaluate(&self, epoch: usize, observer: &mut dyn Observer) -> Result<Option<Evaluation>> {
+    fn evaluate(
+        &self,
+        epoch: usize,
+        observer: &mut dyn Observer<Event>,
+    ) -> Result<Option<Evaluation>> {
         let config = self.config;
         let every = config.evaluation.every;
         let due = epoch + 1 == config.epochs || (every > 0 && (epoch + 1).is_multiple_of(every));
@@ -304,22 +308,38 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
             total: test.len(),
             status: String::new(),
         });
-        let pgd: Vec<Box<dyn Attack>> = vec![Box::new(Pgd::new(
+        let pgd = Pgd::new(
             config.threat.eps,
             config.threat.alpha,
             config.evaluation.pgd_steps,
-        ))];
+        );
         let student = self.student.as_ref().expect("the job holds its student");
-        let report = evaluate(
+        let report = evaluate_observed(
             &Frozen::new(student),
             test,
-            &pgd,
+            &[&pgd],
             &self.device,
             &EvalConfig {
                 batch_size: config.evaluation.batch_size,
                 seed: mix(config.seed, &[epoch as u64, 0, draw::EVALUATION]),
-                progress: false,
                 state: None,
+            },
+            &mut |e: &EvalEvent| {
+                if let EvalEvent::Batch {
+                    done,
+                    images,
+                    robust_accuracy,
+                    ..
+                } = e
+                {
+                    observer.event(&Event::Progress {
+                        epoch,
+                        phase: "evaluation",
+                        done: *done,
+                        total: *images,
+                        status: format!("PGD {:.1}%", 100.0 * robust_accuracy),
+                    });
+                }
             },
         )?;
         Ok(Some(Evaluation {
@@ -333,7 +353,7 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
 impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> Job for FerdJob<'_, T, S> {
     type Metrics = EpochRecord;
 
-    fn epoch(&mut self, epoch: usize, observer: &mut dyn Observer) -> Result<EpochRecord> {
+    fn epoch(&mut self, epoch: usize, observer: &mut dyn Observer<Event>) -> Result<EpochRecord> {
         let config = self.config;
         let mut seconds = PhaseSeconds::default();
         let lr = LrSchedule::Cosine.lr(config.student.lr, epoch, 0, 1, config.epochs);

@@ -4,6 +4,10 @@
 
 use serde::Serialize;
 
+/// The receiver of a run's [`Event`]s (`Observer<Event>`; `()` ignores them, a closure over
+/// `&Event` draws them).
+pub use ferd_core::Observer;
+
 /// Something that happened in a run. New kinds of events may be added: match with a wildcard.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -46,22 +50,4 @@ pub enum Event {
         /// Epochs done.
         epochs_done: usize,
     },
-}
-
-/// Receives a run's events.
-pub trait Observer {
-    /// Called for every event, in order.
-    fn event(&mut self, event: &Event);
-}
-
-/// Ignores every event.
-impl Observer for () {
-    fn event(&mut self, _event: &Event) {}
-}
-
-/// Any closure over events is an observer.
-impl<F: FnMut(&Event)> Observer for F {
-    fn event(&mut self, event: &Event) {
-        self(event)
-    }
 }

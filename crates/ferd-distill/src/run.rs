@@ -53,7 +53,7 @@ pub trait Job {
     type Metrics: Serialize + DeserializeOwned + Clone;
 
     /// Runs epoch `epoch` (0-based).
-    fn epoch(&mut self, epoch: usize, observer: &mut dyn Observer) -> Result<Self::Metrics>;
+    fn epoch(&mut self, epoch: usize, observer: &mut dyn Observer<Event>) -> Result<Self::Metrics>;
 
     /// A one-line digest of an epoch's metrics, for the [`Event::EpochEnded`] event.
     fn summary(&self, metrics: &Self::Metrics) -> String;
@@ -83,7 +83,7 @@ pub fn run<J: Job>(
     config: &impl Serialize,
     epochs: usize,
     options: &RunOptions,
-    observer: &mut dyn Observer,
+    observer: &mut dyn Observer<Event>,
 ) -> Result<Vec<J::Metrics>> {
     let dir = &options.dir;
     fs::create_dir_all(dir).map_err(io_error(dir))?;

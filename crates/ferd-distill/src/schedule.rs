@@ -1,10 +1,11 @@
 //! Learning-rate schedules, as pure functions of the position in training (so that a resumed
 //! run continues the schedule exactly).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// How the learning rate evolves over training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub enum LrSchedule {
     /// The base rate throughout.
     Constant,

@@ -25,6 +25,7 @@ use ferd_core::random::mix;
 use ferd_data::{Augment, ImageDataset, Order};
 use ferd_models::Classifier;
 use ferd_models::weights::save_weights;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{restore_trainable, save_trainable};
@@ -35,7 +36,7 @@ use crate::run::{Job, RunOptions, run};
 use crate::schedule::LrSchedule;
 
 /// The training objective.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub enum Method {
     /// Cross-entropy on clean images.
     Standard,
@@ -80,7 +81,7 @@ impl Method {
 }
 
 /// Everything that defines a teacher training run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TeacherConfig {
     /// The objective.
     pub method: Method,
@@ -262,7 +263,7 @@ pub fn train_teacher<M>(
     data: &ImageDataset,
     config: &TeacherConfig,
     options: &RunOptions,
-    observer: &mut dyn Observer,
+    observer: &mut dyn Observer<Event>,
 ) -> Result<Trained<M>>
 where
     M: Classifier + Module + ModuleSnapshot,
@@ -314,7 +315,7 @@ struct TeacherJob<'a, M> {
 impl<M: Classifier + Module + ModuleSnapshot> Job for TeacherJob<'_, M> {
     type Metrics = EpochMetrics;
 
-    fn epoch(&mut self, epoch: usize, observer: &mut dyn Observer) -> Result<EpochMetrics> {
+    fn epoch(&mut self, epoch: usize, observer: &mut dyn Observer<Event>) -> Result<EpochMetrics> {
         let config = self.config;
         let started = std::time::Instant::now();
         let mut model = self.model.take().expect("the job holds its model");
@@ -372,21 +373,16 @@ impl<M: Classifier + Module + ModuleSnapshot> Job for TeacherJob<'_, M> {
                 ),
             });
         }
-        let evaluation: Vec<Box<dyn Attack>> = vec![Box::new(Pgd::new(
-            config.eval_eps,
-            config.eval_eps / 4.0,
-            config.eval_steps,
-        ))];
+        let evaluation = Pgd::new(config.eval_eps, config.eval_eps / 4.0, config.eval_steps);
         let eval_config = EvalConfig {
             batch_size: 500,
             seed: mix(config.seed, &[epoch as u64, 0, draw::EVALUATION]),
-            progress: false,
             state: None,
         };
         let report = evaluate(
             &Frozen::new(&model),
             &self.held_out,
-            &evaluation,
+            &[&evaluation],
             &self.device,
             &eval_config,
         )?;

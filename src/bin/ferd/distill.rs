@@ -4,7 +4,7 @@ use std::error::Error;
 use std::path::PathBuf;
 
 use ferd::core::DeviceSpec;
-use ferd::distill::config::with_field;
+use ferd::distill::config::{field_docs, with_field};
 use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions};
 use ferd::distillation::{BUNDLED_TEACHER, Distillation, Outcome};
 use ferd::models::KeyRename;
@@ -27,12 +27,17 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["budget", "method"])]
     config: Option<PathBuf>,
     /// Change one field of the configuration, by its dotted path in config.json (repeatable):
-    /// --set student.utae.gamma=0.5 --set epochs=20.
+    /// --set student.utae.gamma=0.5 --set epochs=20. The keys, their values and what each
+    /// means: --list-config.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::key_value)]
     set: Vec<(String, String)>,
     /// Print the configuration as JSON and exit (nothing is run).
     #[arg(long)]
     print_config: bool,
+    /// List every field of the configuration (the keys of --set) with its value and its
+    /// documentation (the paper's or the official code's setting it reproduces), and exit.
+    #[arg(long)]
+    list_config: bool,
     /// The teacher's architecture (small-cnn-N, resnet18, wrn-34-10, mobilenet-v2, ...).
     #[arg(long, default_value = "small-cnn-16")]
     teacher_arch: Architecture,
@@ -82,6 +87,10 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     config.check()?;
     if args.print_config {
         println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    if args.list_config {
+        print!("{}", crate::list_config(&field_docs(&config)));
         return Ok(());
     }
     let run = Distillation {

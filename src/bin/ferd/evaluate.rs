@@ -1,14 +1,15 @@
 //! `ferd evaluate`: a saved model under a list of attacks, class by class.
 
 use std::error::Error;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use ferd::attacks::{EvalConfig, Frozen, attack_by_name, evaluate};
+use ferd::attacks::{Attack, EvalConfig, EvalEvent, Frozen, attack_by_name, evaluate_observed};
 use ferd::core::DeviceSpec;
 use ferd::data::{DatasetName, Split, load};
 use ferd::models::zoo::Architecture;
 use ferd::models::{KeyRename, load_pytorch_with, load_weights};
+
+use crate::ui::EvalRenderer;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -105,11 +106,20 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let config = EvalConfig {
         batch_size: args.batch,
         seed: args.seed,
-        // The library's progress line redraws in place: only on a terminal, never into logs.
-        progress: std::io::stderr().is_terminal(),
         state: Some(state.clone()),
     };
-    let report = evaluate(&Frozen::new(&model), &data, &attacks, &device, &config)?;
+    let attacks: Vec<&dyn Attack> = attacks.iter().map(AsRef::as_ref).collect();
+    let mut renderer = EvalRenderer::new();
+    let report = evaluate_observed(
+        &Frozen::new(&model),
+        &data,
+        &attacks,
+        &device,
+        &config,
+        &mut |e: &EvalEvent| renderer.draw(e),
+    );
+    renderer.finish();
+    let report = report?;
     println!("{}", report.table());
     std::fs::write(&args.out, report.to_json())?;
     std::fs::remove_file(&state)?;

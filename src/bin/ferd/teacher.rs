@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use ferd::core::DeviceSpec;
 use ferd::data::{Split, load};
-use ferd::distill::config::with_field;
+use ferd::distill::config::{field_docs, with_field};
 use ferd::distill::{Event, RunOptions, TeacherPreset, train_teacher};
 
 use crate::ui::Renderer;
@@ -16,12 +16,17 @@ pub struct Args {
     /// cifar10-resnet18-pgdat (Rice et al.'s PGD-AT, GPU work; needs the CIFAR-10 files).
     #[arg(long)]
     preset: TeacherPreset,
-    /// Change one field of the training configuration (repeatable): --set epochs=4.
+    /// Change one field of the training configuration (repeatable): --set epochs=4. The keys,
+    /// their values and what each means: --list-config.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::key_value)]
     set: Vec<(String, String)>,
     /// Print the training configuration as JSON and exit.
     #[arg(long)]
     print_config: bool,
+    /// List every field of the training configuration (the keys of --set) with its value and
+    /// its documentation, and exit.
+    #[arg(long)]
+    list_config: bool,
     /// The run folder (default runs/<preset>): best.bpk, final.bpk, metrics.jsonl, config.json,
     /// checkpoint/.
     #[arg(long)]
@@ -48,6 +53,10 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     }
     if args.print_config {
         println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    if args.list_config {
+        print!("{}", crate::list_config(&field_docs(&config)));
         return Ok(());
     }
     let device = args.device.device()?;

@@ -1,9 +1,12 @@
-//! Draws a run's events on stderr: indicatif bars (epochs; the current phase with its rate and
-//! ETA) on a terminal, plain lines at the end of each phase and epoch otherwise (logs, CI).
+//! Draws the library's events on stderr: indicatif bars with rates and ETAs on a terminal
+//! (a run: epochs and the current phase; an evaluation: attacks, images of the current attack
+//! and the component of a composite attack), plain time-stamped lines otherwise (logs, CI).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use ferd::attacks::EvalEvent;
+use ferd::core::observer::format_duration;
 use ferd::distill::Event;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -107,7 +110,7 @@ impl Renderer {
                 _ => {}
             },
             Self::Lines { started } => {
-                let clock = ferd::core::progress::format_duration(started.elapsed().as_secs_f64());
+                let clock = format_duration(started.elapsed().as_secs_f64());
                 match event {
                     Event::RunStarted {
                         first_epoch,
@@ -146,6 +149,217 @@ impl Renderer {
         if let Self::Bars { epochs, phase, .. } = self {
             phase.finish_and_clear();
             epochs.finish_and_clear();
+        }
+    }
+}
+
+fn bar(multi: &MultiProgress, template: &str) -> ProgressBar {
+    multi.add(
+        ProgressBar::new(0)
+            .with_style(ProgressStyle::with_template(template).expect("a valid template")),
+    )
+}
+
+/// The renderer of one evaluation.
+pub enum EvalRenderer {
+    /// Progress bars: attacks; images of the current attack; component of a composite attack.
+    Bars {
+        /// All three bars.
+        multi: MultiProgress,
+        /// Attacks done.
+        attacks: ProgressBar,
+        /// Images of the current attack (or of the clean pass).
+        images: ProgressBar,
+        /// Components of a composite attack on the current batch.
+        stage: ProgressBar,
+        /// The attacks' names.
+        names: Vec<String>,
+    },
+    /// Plain lines.
+    Lines {
+        /// The evaluation's start, for the time stamps.
+        started: Instant,
+        /// The attacks' names.
+        names: Vec<String>,
+    },
+}
+
+impl EvalRenderer {
+    /// Bars on a terminal, lines otherwise.
+    pub fn new() -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self::Lines {
+                started: Instant::now(),
+                names: Vec::new(),
+            };
+        }
+        let multi = MultiProgress::new();
+        let attacks = bar(
+            &multi,
+            "{elapsed_precise} attacks {bar:30.cyan/blue} {pos}/{len} {msg}",
+        );
+        let images = bar(
+            &multi,
+            "         {prefix:>10} {bar:30} {pos}/{len} images {per_sec} ETA {eta} {msg}",
+        );
+        let stage = bar(
+            &multi,
+            "         {prefix:>10} {bar:30} {pos}/{len} components {msg}",
+        );
+        attacks.enable_steady_tick(Duration::from_millis(500));
+        Self::Bars {
+            multi,
+            attacks,
+            images,
+            stage,
+            names: Vec::new(),
+        }
+    }
+
+    /// Draws one event.
+    pub fn draw(&mut self, event: &EvalEvent) {
+        match self {
+            Self::Bars {
+                multi,
+                attacks,
+                images,
+                stage,
+                names,
+            } => match event {
+                EvalEvent::Started {
+                    images: total,
+                    attacks: list,
+                    ..
+                } => {
+                    *names = list.clone();
+                    attacks.set_length(list.len() as u64);
+                    attacks.set_message("clean pass");
+                    images.set_prefix("clean");
+                    images.set_length(*total as u64);
+                }
+                EvalEvent::CleanBatch { done, .. } => images.set_position(*done as u64),
+                EvalEvent::AttackStarted {
+                    attack,
+                    name,
+                    done,
+                    images: total,
+                } => {
+                    if *done > 0 {
+                        let _ = multi.println(format!("{name}: resuming after {done} images"));
+                    }
+                    attacks.set_position(*attack as u64);
+                    attacks.set_message(name.clone());
+                    images.set_prefix(name.clone());
+                    images.set_length(*total as u64);
+                    images.reset();
+                    images.set_position(*done as u64);
+                    images.set_message("");
+                    stage.set_length(0);
+                    stage.set_prefix("");
+                    stage.set_message("");
+                }
+                EvalEvent::Stage {
+                    batch,
+                    batches,
+                    started,
+                    ..
+                } => {
+                    stage.set_prefix(format!("batch {}/{batches}", batch + 1));
+                    stage.set_length(started.stages as u64);
+                    stage.set_position(started.stage as u64);
+                    stage.set_message(format!("{} on {} points", started.name, started.points));
+                }
+                EvalEvent::Batch {
+                    done,
+                    robust_accuracy,
+                    ..
+                } => {
+                    images.set_position(*done as u64);
+                    images.set_message(format!("robust {:.2}%", 100.0 * robust_accuracy));
+                }
+                EvalEvent::AttackEnded { attack, .. } => {
+                    attacks.set_position(*attack as u64 + 1);
+                }
+                _ => {}
+            },
+            Self::Lines { started, names } => {
+                let clock = format_duration(started.elapsed().as_secs_f64());
+                match event {
+                    EvalEvent::Started {
+                        images,
+                        batches,
+                        attacks,
+                    } => {
+                        *names = attacks.clone();
+                        eprintln!(
+                            "[{clock}] {images} images in {batches} batches, attacks: {}",
+                            attacks.join(", ")
+                        );
+                    }
+                    EvalEvent::CleanBatch { done, images } if done == images => {
+                        eprintln!("[{clock}] clean pass done");
+                    }
+                    EvalEvent::AttackStarted { name, done, .. } if *done > 0 => {
+                        eprintln!("[{clock}] {name}: resuming after {done} images");
+                    }
+                    EvalEvent::Stage {
+                        attack,
+                        batch,
+                        batches,
+                        started: s,
+                    } => {
+                        eprintln!(
+                            "[{clock}] {} batch {}/{batches}: {} ({}/{}) on {} points",
+                            names.get(*attack).map_or("attack", String::as_str),
+                            batch + 1,
+                            s.name,
+                            s.stage + 1,
+                            s.stages,
+                            s.points
+                        );
+                    }
+                    EvalEvent::Batch {
+                        attack,
+                        done,
+                        images,
+                        robust_accuracy,
+                    } => {
+                        eprintln!(
+                            "[{clock}] {}: {done}/{images} images, robust {:.2}%",
+                            names.get(*attack).map_or("attack", String::as_str),
+                            100.0 * robust_accuracy
+                        );
+                    }
+                    EvalEvent::AttackEnded {
+                        name,
+                        robust_accuracy,
+                        seconds,
+                        ..
+                    } => {
+                        eprintln!(
+                            "[{clock}] {name} done: robust {:.2}% in {}",
+                            100.0 * robust_accuracy,
+                            format_duration(*seconds)
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Removes the bars (before the tables are printed).
+    pub fn finish(&self) {
+        if let Self::Bars {
+            attacks,
+            images,
+            stage,
+            ..
+        } = self
+        {
+            stage.finish_and_clear();
+            images.finish_and_clear();
+            attacks.finish_and_clear();
         }
     }
 }
