@@ -100,21 +100,7 @@ fn main() -> ExitCode {
     }
 
     // One row per class: its first `per_class` images.
-    let mut images = Vec::new();
-    for class in 0..dataset.num_classes() {
-        let mut row: Vec<Option<&[u8]>> = (0..dataset.len())
-            .filter(|&i| dataset.labels()[i] == class)
-            .take(args.per_class)
-            .map(|i| Some(dataset.image(i)))
-            .collect();
-        row.resize(args.per_class, None);
-        images.extend(row);
-    }
-    let grid = Grid {
-        image_shape: dataset.image_shape(),
-        columns: args.per_class,
-        images,
-    };
+    let grid = Grid::per_class(&dataset, 0..dataset.len(), args.per_class);
     match grid.save_png(&args.out) {
         Ok((width, height)) => {
             println!(

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
+use ferd_data::ImageDataset;
 use thiserror::Error;
 
 /// Why a grid could not be written.
@@ -33,7 +34,45 @@ pub struct Grid<'a> {
     pub images: Vec<Option<&'a [u8]>>,
 }
 
-impl Grid<'_> {
+impl<'a> Grid<'a> {
+    /// One row per class of `dataset`: the first `per_class` of the images at `indices` with
+    /// that label, left to right (blank cells where a class has fewer).
+    ///
+    /// # Examples
+    /// ```
+    /// use ferd::data::ImageDataset;
+    /// use ferd::images::Grid;
+    ///
+    /// let data = ImageDataset::new("toy", vec![10, 20, 30], vec![1, 0, 1], [1, 1, 1],
+    ///     vec!["a".into(), "b".into()]).unwrap();
+    /// let grid = Grid::per_class(&data, 0..3, 2);
+    /// let cells: Vec<Option<u8>> = grid.images.iter().map(|i| i.map(|p| p[0])).collect();
+    /// assert_eq!(cells, [Some(20), None, Some(10), Some(30)]);
+    /// ```
+    pub fn per_class(
+        dataset: &'a ImageDataset,
+        indices: impl IntoIterator<Item = usize> + Clone,
+        per_class: usize,
+    ) -> Self {
+        let mut images = Vec::new();
+        for class in 0..dataset.num_classes() {
+            let mut row: Vec<Option<&[u8]>> = indices
+                .clone()
+                .into_iter()
+                .filter(|&i| dataset.labels()[i] == class)
+                .take(per_class)
+                .map(|i| Some(dataset.image(i)))
+                .collect();
+            row.resize(per_class, None);
+            images.extend(row);
+        }
+        Self {
+            image_shape: dataset.image_shape(),
+            columns: per_class,
+            images,
+        }
+    }
+
     /// Renders the grid (1-pixel gaps) and writes it as an 8-bit grey or RGB PNG.
     pub fn save_png(&self, path: &Path) -> Result<(u32, u32), ImageError> {
         let [c, h, w] = self.image_shape;

@@ -311,4 +311,42 @@ fn a_tiny_distillation_then_its_report() {
     }
     let md = std::fs::read_to_string(folder.join("report.md")).unwrap();
     assert!(md.contains("| teacher |") && md.contains("| student |"));
+    // The grids of synthesized images of the first and last rounds: one row per class with as
+    // many images as the round drew for it (at most 12), from the labels metrics.jsonl counted.
+    for epoch in [1, epochs.len()] {
+        let file = format!("synthesized-epoch-{epoch}.png");
+        assert!(md.contains(&file), "{file} not in the Markdown");
+        let counts = &epochs[epoch - 1]["label_counts"];
+        let filled = synthesized_cells(&folder.join(&file));
+        for (class, row) in filled.iter().enumerate() {
+            let drawn = counts[class].as_u64().unwrap() as usize;
+            let expected: Vec<bool> = (0..12).map(|k| k < drawn.min(12)).collect();
+            assert_eq!(row, &expected, "{file}, class {class}");
+        }
+    }
+}
+
+/// Which cells of a grid of 28x28 grey images (12 per row, one row per class, 1-pixel gaps
+/// of grey 64) hold an image: a blank cell is grey 64 throughout.
+fn synthesized_cells(png_file: &Path) -> Vec<Vec<bool>> {
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png_file).unwrap(),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    let (width, height) = (info.width as usize, info.height as usize);
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    assert_eq!((width, height), (12 * 29 + 1, 10 * 29 + 1));
+    (0..10)
+        .map(|row| {
+            (0..12)
+                .map(|col| {
+                    (0..28).any(|y| {
+                        (0..28).any(|x| pixels[(row * 29 + 1 + y) * width + col * 29 + 1 + x] != 64)
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }

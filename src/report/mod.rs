@@ -46,6 +46,9 @@ pub enum ReportError {
     /// A run folder that cannot be read.
     #[error(transparent)]
     Distill(#[from] DistillError),
+    /// An image grid that cannot be written.
+    #[error(transparent)]
+    Image(#[from] crate::images::ImageError),
 }
 
 fn write_file(path: PathBuf, text: &str) -> Result<PathBuf, ReportError> {

@@ -5,10 +5,16 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use ferd_core::metrics::ClassWiseAccuracy;
-use ferd_distill::{EpochMetrics, EpochRecord, read_metrics};
+use ferd_distill::bank::Bank;
+use ferd_distill::{EpochMetrics, EpochRecord, FerdConfig, read_metrics};
+
+use crate::images::Grid;
 
 use super::svg::{Line, LineChart};
 use super::{Comparison, Entry, ReportError, markdown};
+
+/// Synthesized images per class in each grid of [`RunReport::write`].
+const GRID_PER_CLASS: usize = 12;
 
 /// What kind of run a folder holds, with its per-epoch metrics.
 #[derive(Debug, Clone)]
@@ -84,7 +90,64 @@ impl RunReport {
             RunKind::Ferd(records) => ferd_epochs(&mut out, records),
             RunKind::Teacher(metrics) => teacher_epochs(&mut out, metrics),
         }
+        let epochs = self.synthesized_epochs();
+        if !epochs.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n## Synthesized images\n\nOne row per class (class 0 at the top), the first \
+                 {GRID_PER_CLASS} images the generator made for it in the epoch's round (blank: \
+                 fewer were drawn for that class).\n"
+            );
+            for epoch in epochs {
+                let _ = writeln!(out, "![epoch {}]({})\n", epoch + 1, grid_file(epoch));
+            }
+        }
         out
+    }
+
+    /// The epochs (0-based) whose synthesized images [`write`](Self::write) draws as grids:
+    /// the first and the last of a FERD run whose sample bank is in its checkpoint.
+    pub fn synthesized_epochs(&self) -> Vec<usize> {
+        let bank = self.dir.join("checkpoint").join("bank-images.idx");
+        match &self.kind {
+            RunKind::Ferd(records) if bank.is_file() => {
+                let mut epochs: Vec<usize> = records
+                    .first()
+                    .into_iter()
+                    .chain(records.last())
+                    .map(|r| r.epoch)
+                    .collect();
+                epochs.dedup();
+                epochs
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Writes the grids of [`synthesized_epochs`](Self::synthesized_epochs) into `dir`: the
+    /// rows of the bank each epoch's round added, by class.
+    fn synthesized_grids(&self, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+        let (epochs, RunKind::Ferd(records)) = (self.synthesized_epochs(), &self.kind) else {
+            return Ok(Vec::new());
+        };
+        if epochs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let config = FerdConfig::read(self.dir.join("config.json"))?;
+        let shape = [config.image.channels, config.image.side, config.image.side];
+        let mut bank = Bank::new(shape, config.num_classes)?;
+        bank.load(&self.dir.join("checkpoint"))?;
+        let mut written = Vec::new();
+        for epoch in epochs {
+            let at = records.iter().position(|r| r.epoch == epoch).unwrap_or(0);
+            let start = at.checked_sub(1).map_or(0, |p| records[p].bank_size);
+            let end = records[at].bank_size.min(bank.len());
+            let grid = Grid::per_class(bank.dataset(), start..end, GRID_PER_CLASS);
+            let path = dir.join(grid_file(epoch));
+            grid.save_png(&path)?;
+            written.push(path);
+        }
+        Ok(written)
     }
 
     /// The run's charts as `(file stem, SVG)`: accuracy and worst class over epochs, NSD over
@@ -226,6 +289,7 @@ impl RunReport {
         for (stem, svg) in self.charts() {
             written.push(super::write_file(dir.join(format!("{stem}.svg")), &svg)?);
         }
+        written.extend(self.synthesized_grids(dir)?);
         Ok(written)
     }
 
@@ -313,4 +377,9 @@ fn teacher_epochs(out: &mut String, metrics: &[EpochMetrics]) {
         out,
         "\nAccuracy in %, on the images held out of the training set."
     );
+}
+
+/// The file of the grid of synthesized images of `epoch` (0-based).
+fn grid_file(epoch: usize) -> String {
+    format!("synthesized-epoch-{}.png", epoch + 1)
 }
