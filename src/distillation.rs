@@ -157,7 +157,7 @@ impl Distillation {
         load_weights(&mut student, self.options.dir.join("student.bpk"))?;
         // For PyTorch and RobustBench tooling: `load_state_dict` reads it as it is.
         save_pytorch(&student, self.options.dir.join("student.safetensors"))?;
-        let comparison = crate::compare::teacher_and_student(
+        let mut comparison = crate::compare::teacher_and_student(
             &teacher,
             &student,
             &test.balanced_subset(self.final_per_class),
@@ -165,6 +165,8 @@ impl Distillation {
             device,
             started.elapsed().as_secs_f64(),
         )?;
+        comparison.teacher.architecture = Some(self.teacher_arch.to_string());
+        comparison.student.architecture = Some(self.student_arch.to_string());
         let path = self.options.dir.join("final.json");
         let json = serde_json::to_string_pretty(&comparison).expect("a comparison serializes");
         std::fs::write(&path, json).map_err(|e| Error::Write {

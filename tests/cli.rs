@@ -206,7 +206,7 @@ fn evaluate_then_report_end_to_end() {
     let folder = dir.join("teacher-report");
     let md = std::fs::read_to_string(folder.join("report.md")).unwrap();
     let row = format!(
-        "| teacher | fashion-mnist/test | 30 | 0.1000 | {:.1} |",
+        "| teacher | SmallCNN-16 | fashion-mnist/test | 30 | 0.1000 | {:.1} |",
         100.0 * clean
     );
     assert!(md.contains(&row), "{row} not in\n{md}");
@@ -310,7 +310,7 @@ fn a_tiny_distillation_then_its_report() {
         assert_eq!(value, recorded);
     }
     let md = std::fs::read_to_string(folder.join("report.md")).unwrap();
-    assert!(md.contains("| teacher |") && md.contains("| student |"));
+    assert!(md.contains("| teacher | SmallCNN-16 |") && md.contains("| student | SmallCNN-8 |"));
     // The grids of synthesized images of the first and last rounds: one row per class with as
     // many images as the round drew for it (at most 12), from the labels metrics.jsonl counted.
     for epoch in [1, epochs.len()] {

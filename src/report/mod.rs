@@ -15,6 +15,7 @@
 //! assert!(text.contains("| teacher |"));
 //! ```
 
+pub mod robustbench;
 pub mod run;
 pub mod svg;
 
@@ -66,8 +67,9 @@ fn create_dir(dir: &Path) -> Result<(), ReportError> {
     })
 }
 
-/// Writes `report.md`, `report.csv` and one SVG per chart of [`class_charts`] into `dir`
-/// (created if missing); returns the files written.
+/// Writes `report.md`, `report.csv`, one SVG per chart of [`class_charts`] and, for every model
+/// evaluated under AutoAttack, its RobustBench `model_info` (`robustbench-<label>.json`, see
+/// [`robustbench::model_info`]) into `dir` (created if missing); returns the files written.
 pub fn write_evaluation(
     entries: &[Entry],
     dir: impl AsRef<Path>,
@@ -83,6 +85,13 @@ pub fn write_evaluation(
             dir.join(format!("{stem}.svg")),
             &chart.to_svg(),
         )?);
+    }
+    for entry in entries {
+        if let Some(info) = robustbench::model_info(entry) {
+            let json = serde_json::to_string_pretty(&info).expect("model info serializes");
+            let file = format!("robustbench-{}.json", file_stem(entry.label));
+            written.push(write_file(dir.join(file), &(json + "\n"))?);
+        }
     }
     Ok(written)
 }
@@ -188,8 +197,9 @@ fn worst(report: &EvaluationReport, accuracy: &ClassWiseAccuracy) -> String {
     })
 }
 
-/// Markdown: a RobustBench-style summary (one row per model: dataset, images, eps, clean and
-/// robust accuracy), the fairness summary (worst class and NSD of every measure), then one
+/// Markdown: a RobustBench-style summary (one row per model: architecture, dataset, images,
+/// eps, then clean and robust accuracy under the leaderboard's column names), the fairness
+/// summary (worst class and NSD of every measure), then one
 /// class-wise table per measure with a column per model.
 pub fn markdown(entries: &[Entry]) -> String {
     let mut out = String::new();
@@ -199,19 +209,20 @@ pub fn markdown(entries: &[Entry]) -> String {
     let names = measure_names(entries);
 
     let _ = writeln!(out, "## Summary\n");
-    let _ = write!(out, "| model | dataset | images | eps |");
+    let _ = write!(out, "| model | architecture | dataset | images | eps |");
     for name in &names {
-        let _ = write!(out, " {name} |");
+        let _ = write!(out, " {} |", robustbench::column_name(name));
     }
-    let _ = write!(out, "\n|---|---|---:|---:|");
+    let _ = write!(out, "\n|---|---|---|---:|---:|");
     out.push_str(&"---:|".repeat(names.len()));
     out.push('\n');
     for e in entries {
         let eps = e.report.attacks.first().map(|a| a.eps);
         let _ = write!(
             out,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             e.label,
+            robustbench::architecture(e.report).unwrap_or_else(|| "–".into()),
             e.report.dataset,
             e.report.samples,
             eps.map_or("–".into(), |e| format!("{e:.4}"))

@@ -171,6 +171,10 @@ pub struct AttackReport {
 /// Clean and robust accuracy of a model on a dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvaluationReport {
+    /// The evaluated model's architecture, when the caller names it (`ferd evaluate` and
+    /// `ferd distill` do: `small-cnn-16`, `wrn-34-10`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
     /// The dataset's name.
     pub dataset: String,
     /// Number of images evaluated.
@@ -351,6 +355,7 @@ pub fn evaluate_observed(
         reports.push(report);
     }
     Ok(EvaluationReport {
+        architecture: None,
         dataset: dataset.name().to_string(),
         samples: labels.len(),
         class_names: dataset.class_names().to_vec(),

@@ -102,7 +102,38 @@ impl FromStr for Architecture {
     }
 }
 
+/// The name `FromStr` reads back: `resnet18`, `wrn-34-10`, `small-cnn-16`, ...
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::ResNet18 => write!(f, "resnet18"),
+            Self::ResNet34 => write!(f, "resnet34"),
+            Self::PreActResNet18 => write!(f, "preact-resnet18"),
+            Self::PreActResNet34 => write!(f, "preact-resnet34"),
+            Self::WideResNet { depth, widen } => write!(f, "wrn-{depth}-{widen}"),
+            Self::MobileNetV2 => write!(f, "mobilenet-v2"),
+            Self::SmallCnn { width } => write!(f, "small-cnn-{width}"),
+            Self::SmallResNet { width } => write!(f, "small-resnet-{width}"),
+        }
+    }
+}
+
 impl Architecture {
+    /// The name papers and RobustBench's leaderboard use: `ResNet-18`, `WideResNet-34-10`,
+    /// `PreActResNet-18`, `MobileNet-V2` (ferd's small nets: `SmallCNN-16`, `SmallResNet-16`).
+    pub fn paper_name(&self) -> String {
+        match *self {
+            Self::ResNet18 => "ResNet-18".into(),
+            Self::ResNet34 => "ResNet-34".into(),
+            Self::PreActResNet18 => "PreActResNet-18".into(),
+            Self::PreActResNet34 => "PreActResNet-34".into(),
+            Self::WideResNet { depth, widen } => format!("WideResNet-{depth}-{widen}"),
+            Self::MobileNetV2 => "MobileNet-V2".into(),
+            Self::SmallCnn { width } => format!("SmallCNN-{width}"),
+            Self::SmallResNet { width } => format!("SmallResNet-{width}"),
+        }
+    }
+
     /// Builds the model for images of `in_channels` channels and `num_classes` classes.
     pub fn build(&self, in_channels: usize, num_classes: usize, device: &Device) -> AnyClassifier {
         match *self {
@@ -237,6 +268,30 @@ mod tests {
             "mobilenet-v2".parse::<Architecture>().unwrap(),
             Architecture::MobileNetV2
         );
+    }
+
+    #[test]
+    fn displayed_names_parse_back() {
+        for arch in [
+            Architecture::ResNet18,
+            Architecture::ResNet34,
+            Architecture::PreActResNet18,
+            Architecture::PreActResNet34,
+            Architecture::WideResNet {
+                depth: 28,
+                widen: 10,
+            },
+            Architecture::MobileNetV2,
+            Architecture::SmallCnn { width: 8 },
+            Architecture::SmallResNet { width: 4 },
+        ] {
+            assert_eq!(arch.to_string().parse::<Architecture>().unwrap(), arch);
+        }
+        let wrn = Architecture::WideResNet {
+            depth: 34,
+            widen: 10,
+        };
+        assert_eq!(wrn.paper_name(), "WideResNet-34-10");
     }
 
     #[test]

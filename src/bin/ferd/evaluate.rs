@@ -119,7 +119,8 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
         &mut |e: &EvalEvent| renderer.draw(e),
     );
     renderer.finish();
-    let report = report?;
+    let mut report = report?;
+    report.architecture = Some(args.arch.to_string());
     println!("{}", report.table());
     std::fs::write(&args.out, report.to_json())?;
     std::fs::remove_file(&state)?;
