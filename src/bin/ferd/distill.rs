@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use ferd::core::DeviceSpec;
 use ferd::distill::config::{field_docs, with_field};
 use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions};
-use ferd::distillation::{BUNDLED_TEACHER, Distillation, Outcome};
+use ferd::distillation::{BUNDLED_TEACHER, Distillation, FINAL_PER_CLASS, Outcome};
 use ferd::models::KeyRename;
 use ferd::models::zoo::Architecture;
 use ferd::report::{Entry, markdown};
@@ -66,7 +66,7 @@ pub struct Args {
     stop_after: Option<usize>,
     /// Test images per class of the final teacher-student comparison (a class-balanced subset;
     /// 1000 is the whole Fashion-MNIST test set).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = FINAL_PER_CLASS)]
     final_per_class: usize,
     /// The device: flex (CPU), wgpu, cuda:N, ndarray.
     #[arg(long, default_value = "flex")]
