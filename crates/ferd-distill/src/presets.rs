@@ -58,6 +58,10 @@ pub enum Budget {
     /// Fashion-MNIST in about ten minutes on a 2-core CPU: the quickstart. 10 epochs of 100
     /// synthesis steps (20 bottleneck steps) and 60 student steps on batches of 64.
     FmnistQuick,
+    /// The robust-fairness study on Fashion-MNIST (`docs/results.md`): the quickstart's rounds
+    /// for 30 epochs (about 20 minutes per FERD run on 2 cores), evaluated every 3 epochs on
+    /// 100 test images per class. Sized so that the study's 14 runs fit a few sessions.
+    FmnistStudy,
     /// Two epochs of a few steps on tiny batches: end-to-end tests.
     Tiny,
 }
@@ -125,10 +129,11 @@ impl Method {
 
 impl Budget {
     /// Every budget.
-    pub const ALL: [Budget; 4] = [
+    pub const ALL: [Budget; 5] = [
         Self::Cifar10Paper,
         Self::Fmnist,
         Self::FmnistQuick,
+        Self::FmnistStudy,
         Self::Tiny,
     ];
 
@@ -138,6 +143,7 @@ impl Budget {
             Self::Cifar10Paper => "cifar10-paper",
             Self::Fmnist => "fmnist",
             Self::FmnistQuick => "fmnist-quick",
+            Self::FmnistStudy => "fmnist-study",
             Self::Tiny => "tiny",
         }
     }
@@ -264,7 +270,7 @@ impl FerdConfig {
                 config.evaluation.per_class = Some(100);
                 config.evaluation.batch_size = 500;
             }
-            Budget::FmnistQuick => {
+            Budget::FmnistQuick | Budget::FmnistStudy => {
                 fmnist(&mut config);
                 config.epochs = 10;
                 config.warmup = 2;
@@ -277,6 +283,12 @@ impl FerdConfig {
                 config.evaluation.every = 5;
                 config.evaluation.per_class = Some(50);
                 config.evaluation.batch_size = 500;
+                if budget == Budget::FmnistStudy {
+                    config.epochs = 30;
+                    config.warmup = 3;
+                    config.evaluation.every = 3;
+                    config.evaluation.per_class = Some(100);
+                }
             }
             Budget::Tiny => {
                 fmnist(&mut config);

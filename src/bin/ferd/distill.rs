@@ -15,7 +15,8 @@ use crate::ui::Renderer;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// How big the run is: fmnist-quick (about ten minutes on 2 cores), fmnist (about an hour),
+    /// How big the run is: fmnist-quick (about ten minutes on 2 cores), fmnist-study (the
+    /// robust-fairness study's, about 20 minutes), fmnist (about an hour),
     /// cifar10-paper (the paper's CIFAR-10 budget, GPU work), tiny (seconds, for tests).
     #[arg(long, default_value = "fmnist-quick")]
     budget: Budget,

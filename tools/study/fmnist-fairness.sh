@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The robust-fairness study on Fashion-MNIST (docs/results.md, protocol fixed before any run):
+# every arm distilled from the bundled teacher at the `fmnist-study` budget, then every student
+# and the teacher evaluated on the test set. Resumable at every level: run it again after an
+# interruption and it continues (distillation from its last checkpoint, evaluation from its
+# last batch); finished parts are skipped.
+#
+#   tools/study/fmnist-fairness.sh                 # everything, in the order of the table
+#   tools/study/fmnist-fairness.sh ferd 1          # one arm and seed
+#   tools/study/fmnist-fairness.sh configs         # (re)write the committed configs
+#   tools/study/fmnist-fairness.sh teacher         # the teacher's evaluation
+#
+# Runs go to runs/study/<arm>-s<seed> (not committed); what docs/results.md is made of
+# (config, metrics, final comparison, evaluations) is copied to studies/fmnist-fairness/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+STUDY=studies/fmnist-fairness
+RUNS=runs/study
+FERD=(cargo run --quiet --bin ferd --)  # the dev profile is optimized (Cargo.toml)
+STUDENT=small-cnn-8
+TEACHER=models/fmnist-small-teacher/teacher.bpk
+
+# arm: method and extra settings. Seeds: 3 for the baseline and FERD, 1 for the others.
+declare -A METHOD=(
+  [baseline]=dfrd-uniform [ferd]=ferd [ferd-official-code]=ferd-official-code
+  [no-reweighting]=no-reweighting [no-fae]=no-fae [no-utae]=no-utae [no-fae-utae]=no-fae-utae
+  [gamma-0]=ferd [gamma-0.1]=ferd [gamma-0.5]=ferd
+)
+declare -A SET=([gamma-0]=student.utae.gamma=0 [gamma-0.1]=student.utae.gamma=0.1
+  [gamma-0.5]=student.utae.gamma=0.5)
+ARMS=(baseline ferd ferd-official-code no-reweighting no-fae no-utae no-fae-utae
+  gamma-0 gamma-0.1 gamma-0.5)
+seeds() { case "$1" in baseline|ferd) echo 0 1 2 ;; *) echo 0 ;; esac; }
+
+configs() {
+  mkdir -p "$STUDY/configs"
+  for arm in "${ARMS[@]}"; do
+    local set=()
+    [[ -n "${SET[$arm]:-}" ]] && set=(--set "${SET[$arm]}")
+    "${FERD[@]}" distill --budget fmnist-study --method "${METHOD[$arm]}" "${set[@]}" \
+      --print-config > "$STUDY/configs/$arm.json"
+  done
+}
+
+# Clean, FGSM, PGD-20 and CW-20 on the 10,000 test images; AutoAttack (standard) on a
+# class-balanced 1,000. Seed 0 for every evaluation.
+evaluate() {
+  local arch=$1 weights=$2 dir=$3
+  mkdir -p "$dir"
+  [[ -f "$dir/eval-10k.json" ]] || "${FERD[@]}" evaluate --arch "$arch" --weights "$weights" \
+    --attacks fgsm,pgd-20,cw-20 --batch 500 --out "$dir/eval-10k.json" --resume
+  [[ -f "$dir/eval-aa1000.json" ]] || "${FERD[@]}" evaluate --arch "$arch" --weights "$weights" \
+    --limit 1000 --attacks autoattack --batch 250 --out "$dir/eval-aa1000.json" --resume
+}
+
+run() {
+  local arm=$1 seed=$2
+  local run="$RUNS/$arm-s$seed" kept="$STUDY/runs/$arm-s$seed"
+  [[ -f "$STUDY/configs/$arm.json" ]] || { echo "no config for $arm: run '$0 configs'"; exit 2; }
+  if [[ ! -f "$run/final.json" ]]; then
+    local started=$SECONDS
+    "${FERD[@]}" distill --config "$STUDY/configs/$arm.json" --set "seed=$seed" \
+      --student "$STUDENT" --final-per-class 100 --out "$run" --resume
+    echo "$arm seed $seed distilled in $(( SECONDS - started )) s (this slice)" >&2
+  fi
+  evaluate "$STUDENT" "$run/student.bpk" "$run"
+  mkdir -p "$kept"
+  cp "$run"/{config.json,metrics.jsonl,final.json,eval-10k.json,eval-aa1000.json} "$kept/"
+}
+
+case "${1:-all}" in
+  configs) configs ;;
+  teacher) evaluate small-cnn-16 "$TEACHER" "$STUDY/runs/teacher" ;;
+  all)
+    [[ -d "$STUDY/configs" ]] || configs
+    evaluate small-cnn-16 "$TEACHER" "$STUDY/runs/teacher"
+    for arm in "${ARMS[@]}"; do for seed in $(seeds "$arm"); do run "$arm" "$seed"; done; done ;;
+  *) run "$1" "${2:-0}" ;;
+esac
