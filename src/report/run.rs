@@ -39,6 +39,28 @@ pub struct RunReport {
 impl RunReport {
     /// Reads the run in `dir`: its `metrics.jsonl` as FERD records or else as teacher metrics,
     /// and `final.json` when present.
+    ///
+    /// # Examples
+    ///
+    /// A two-epoch FERD run (the `tiny` budget), then its report:
+    /// ```
+    /// use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions};
+    /// use ferd::distillation::Distillation;
+    /// use ferd::report::RunReport;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join("ferd-doc-run-report");
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let options = RunOptions::new(&dir, ferd::core::DeviceSpec::Flex.device()?);
+    /// let config = FerdConfig::preset(Budget::Tiny, FerdMethod::Ferd);
+    /// Distillation { final_per_class: 2, ..Distillation::new(config, options) }.run(&mut ())?;
+    /// let report = RunReport::read(&dir)?;
+    /// let files = report.write(dir.join("report"))?;
+    /// assert!(files.iter().any(|f| f.ends_with("curves.svg")));
+    /// assert!(report.markdown().contains("| student | SmallCNN-8 |"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn read(dir: impl AsRef<Path>) -> Result<Self, ReportError> {
         let dir = dir.as_ref().to_path_buf();
         let kind = match read_metrics::<EpochRecord>(&dir) {

@@ -124,6 +124,30 @@ mod draw {
 /// teacher in training mode fed the generator's differentiable images would otherwise move its
 /// BatchNorm statistics towards the synthetic data. Pass a student no one else holds a clone
 /// of: Burn's module clones share their BatchNorm running statistics.
+///
+/// # Examples
+///
+/// Two epochs of a few steps (the `tiny` budget) from the bundled Fashion-MNIST teacher:
+/// ```
+/// use ferd_core::DeviceSpec;
+/// use ferd_distill::{Budget, FerdConfig, FerdMethod, RunOptions, distill};
+/// use ferd_models::{load_weights, zoo::Architecture};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let device = DeviceSpec::Flex.device()?;
+/// let mut teacher = Architecture::SmallCnn { width: 16 }.build(1, 10, &device);
+/// let weights = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/fmnist-small-teacher");
+/// load_weights(&mut teacher, format!("{weights}/teacher.bpk"))?;
+/// let student = Architecture::SmallCnn { width: 8 }.build(1, 10, &device.clone().autodiff());
+/// let config = FerdConfig::preset(Budget::Tiny, FerdMethod::Ferd);
+/// let dir = std::env::temp_dir().join("ferd-doc-distill");
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// let out = distill(&teacher, student, &config, None, &RunOptions::new(&dir, device), &mut ())?;
+/// assert_eq!(out.history.len(), config.epochs);
+/// assert!(dir.join("student.bpk").is_file());
+/// # Ok(())
+/// # }
+/// ```
 pub fn distill<T, S>(
     teacher: &T,
     student: S,

@@ -258,6 +258,29 @@ pub fn batch_loss<M: Classifier + Module>(
 ///
 /// Pass a model no one else holds a clone of: Burn's module clones share their BatchNorm
 /// running statistics, so training would move the clone's statistics too.
+///
+/// # Examples
+///
+/// The bundled teacher's recipe (PGD-AT of a small CNN), cut to one epoch on 300 images:
+/// ```
+/// use ferd_core::DeviceSpec;
+/// use ferd_data::{DatasetName, Split, load};
+/// use ferd_distill::{RunOptions, TeacherPreset, train_teacher};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let device = DeviceSpec::Flex.device()?;
+/// let recipe = TeacherPreset::FmnistSmall.recipe();
+/// let config = ferd_distill::TeacherConfig { epochs: 1, held_out_per_class: 10, ..recipe.config };
+/// let data = load(DatasetName::FashionMnist, Split::Test, None)?.balanced_subset(30);
+/// let model = recipe.arch.build(1, 10, &device.clone().autodiff());
+/// let dir = std::env::temp_dir().join("ferd-doc-teacher");
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// let trained = train_teacher(model, &data, &config, &RunOptions::new(&dir, device), &mut ())?;
+/// assert_eq!(trained.history.len(), 1);
+/// assert!(dir.join("best.bpk").is_file());
+/// # Ok(())
+/// # }
+/// ```
 pub fn train_teacher<M>(
     model: M,
     data: &ImageDataset,
