@@ -350,3 +350,58 @@ fn synthesized_cells(png_file: &Path) -> Vec<Vec<bool>> {
         })
         .collect()
 }
+
+#[test]
+fn a_study_report_averages_seeds() {
+    let dir = scratch("study");
+    let runs = dir.join("runs");
+    for (run, seed) in [("teacher", "0"), ("a-s0", "0"), ("a-s1", "1")] {
+        let folder = runs.join(run);
+        std::fs::create_dir_all(&folder).unwrap();
+        let out = ferd(&[
+            "evaluate",
+            "--arch",
+            "small-cnn-16",
+            "--weights",
+            &teacher(),
+            "--limit",
+            "20",
+            "--attacks",
+            "pgd-2",
+            "--seed",
+            seed,
+            "--out",
+            path(&folder.join("eval-10k.json")),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let out = ferd(&[
+        "report",
+        path(&runs),
+        "--study",
+        "--labels",
+        "teacher,a",
+        "--measures",
+        "clean,pgd-2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let md = std::fs::read_to_string(runs.join("report/report.md")).unwrap();
+    // The row of arm `a`: PGD average over its two seeds, mean ± sample std, from the JSON.
+    let pgd: Vec<f64> = ["a-s0", "a-s1"]
+        .iter()
+        .map(|run| {
+            let text = std::fs::read_to_string(runs.join(run).join("eval-10k.json")).unwrap();
+            let report: Value = serde_json::from_str(&text).unwrap();
+            100.0 * report["attacks"][0]["robust"]["overall"].as_f64().unwrap()
+        })
+        .collect();
+    let mean = (pgd[0] + pgd[1]) / 2.0;
+    let std = ((pgd[0] - mean).powi(2) + (pgd[1] - mean).powi(2)).sqrt();
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| a | 2 |"))
+        .unwrap_or_else(|| panic!("no row of arm a in\n{md}"));
+    assert!(row.contains(&format!(" {mean:.1} ± {std:.1} |")), "{row}");
+    assert!(md.lines().any(|l| l.starts_with("| teacher | 1 |")));
+    assert!(runs.join("report/study_pgd-2.svg").is_file());
+}

@@ -17,6 +17,7 @@
 
 pub mod robustbench;
 pub mod run;
+pub mod study;
 pub mod svg;
 
 use std::fmt::Write as _;

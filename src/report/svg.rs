@@ -119,6 +119,18 @@ fn y_axis(out: &mut String, plot_width: f64, max: f64, ticks: usize, percent: bo
     );
 }
 
+/// The width the title (15 px bold) and the legend's lines (12 px) need, estimated from their
+/// lengths, so that no text is cut at the right edge.
+fn text_width(title: &str, entries: &[(String, &str, bool)]) -> f64 {
+    let title = 9.0 * title.chars().count() as f64 + 40.0;
+    let longest = entries
+        .iter()
+        .map(|e| e.0.chars().count())
+        .max()
+        .unwrap_or(0);
+    title.max(LEFT + 30.0 + 6.8 * longest as f64 + 20.0)
+}
+
 fn legend(out: &mut String, top: f64, entries: &[(String, &str, bool)]) {
     for (i, (text, color, dashed)) in entries.iter().enumerate() {
         let y = top + LEGEND_LINE * i as f64;
@@ -147,7 +159,25 @@ impl BarChart {
         let plot_width = (group * self.categories.len() as f64).max(200.0);
         let labels_height = 70.0;
         let legend_top = TOP + PLOT_HEIGHT + labels_height;
-        let width = LEFT + plot_width + RIGHT;
+        let mut entries: Vec<(String, &str, bool)> = self
+            .series
+            .iter()
+            .enumerate()
+            .map(|(s, b)| {
+                let text = if b.note.is_empty() {
+                    b.label.clone()
+                } else {
+                    format!("{}: {}", b.label, b.note)
+                };
+                (text, PALETTE[s % PALETTE.len()], false)
+            })
+            .collect();
+        entries.push((
+            "outlined bar: the series' worst class".into(),
+            "#fff",
+            false,
+        ));
+        let width = (LEFT + plot_width + RIGHT).max(text_width(&self.title, &entries));
         let height = legend_top + LEGEND_LINE * (self.series.len() as f64 + 1.0) + 8.0;
         let mut out = String::new();
         header(&mut out, width.max(420.0), height, &self.title);
@@ -192,24 +222,6 @@ impl BarChart {
             TOP + PLOT_HEIGHT,
             TOP + PLOT_HEIGHT
         );
-        let mut entries: Vec<(String, &str, bool)> = self
-            .series
-            .iter()
-            .enumerate()
-            .map(|(s, b)| {
-                let text = if b.note.is_empty() {
-                    b.label.clone()
-                } else {
-                    format!("{}: {}", b.label, b.note)
-                };
-                (text, PALETTE[s % PALETTE.len()], false)
-            })
-            .collect();
-        entries.push((
-            "outlined bar: the series' worst class".into(),
-            "#fff",
-            false,
-        ));
         legend(&mut out, legend_top, &entries);
         out.push_str("</svg>\n");
         out
@@ -221,7 +233,7 @@ impl LineChart {
     pub fn to_svg(&self) -> String {
         let plot_width = 520.0;
         let legend_top = TOP + PLOT_HEIGHT + 48.0;
-        let width = LEFT + plot_width + RIGHT;
+        let width = (LEFT + plot_width + RIGHT).max(text_width(&self.title, &[]));
         let height = legend_top + LEGEND_LINE * self.lines.len() as f64 + 8.0;
         let points = || self.lines.iter().flat_map(|l| l.points.iter());
         let x_min = points().map(|p| p.0).fold(f64::INFINITY, f64::min);

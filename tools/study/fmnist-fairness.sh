@@ -9,6 +9,7 @@
 #   tools/study/fmnist-fairness.sh ferd 1          # one arm and seed
 #   tools/study/fmnist-fairness.sh configs         # (re)write the committed configs
 #   tools/study/fmnist-fairness.sh teacher         # the teacher's evaluation
+#   tools/study/fmnist-fairness.sh report          # the tables and charts of what is done
 #
 # Runs go to runs/study/<arm>-s<seed> (not committed); what docs/results.md is made of
 # (config, metrics, final comparison, evaluations) is copied to studies/fmnist-fairness/.
@@ -69,12 +70,23 @@ run() {
   cp "$run"/{config.json,metrics.jsonl,final.json,eval-10k.json,eval-aa1000.json} "$kept/"
 }
 
+report() {
+  local done=(teacher)
+  for arm in "${ARMS[@]}"; do
+    ls "$STUDY/runs/$arm"-s*/eval-10k.json > /dev/null 2>&1 && done+=("$arm")
+  done
+  "${FERD[@]}" report "$STUDY/runs" --study --labels "$(IFS=,; echo "${done[*]}")" \
+    --out "$STUDY/report"
+}
+
 case "${1:-all}" in
   configs) configs ;;
+  report) report ;;
   teacher) evaluate small-cnn-16 "$TEACHER" "$STUDY/runs/teacher" ;;
   all)
     [[ -d "$STUDY/configs" ]] || configs
     evaluate small-cnn-16 "$TEACHER" "$STUDY/runs/teacher"
-    for arm in "${ARMS[@]}"; do for seed in $(seeds "$arm"); do run "$arm" "$seed"; done; done ;;
+    for arm in "${ARMS[@]}"; do for seed in $(seeds "$arm"); do run "$arm" "$seed"; done; done
+    report ;;
   *) run "$1" "${2:-0}" ;;
 esac

@@ -4,7 +4,7 @@ use std::error::Error;
 use std::path::PathBuf;
 
 use ferd::attacks::EvaluationReport;
-use ferd::report::{Entry, RunReport, write_evaluation};
+use ferd::report::{Entry, RunReport, study, write_evaluation};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,11 +19,38 @@ pub struct Args {
     /// <run folder>/report).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The input is a study: a folder of runs `<arm>-s<seed>` with their evaluations
+    /// (`eval-10k.json`, `eval-aa1000.json`). The report has the paper's table (average, worst
+    /// class and NSD of every measure, mean ± std over seeds), per-class tables with 95%
+    /// bootstrap intervals and per-class charts. --labels orders the arms.
+    #[arg(long)]
+    study: bool,
+    /// The measures of a study's tables, in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "clean,fgsm,pgd-20,cw-20,autoattack",
+        requires = "study"
+    )]
+    measures: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let first = &args.inputs[0];
-    let written = if first.is_dir() {
+    let written = if args.study {
+        let arms = study::read_study(first, &args.labels)?;
+        let measures: Vec<&str> = args.measures.iter().map(String::as_str).collect();
+        let out = args.out.clone().unwrap_or_else(|| first.join("report"));
+        std::fs::create_dir_all(&out)?;
+        let mut written = vec![out.join("report.md")];
+        std::fs::write(&written[0], study::study_markdown(&arms, &measures))?;
+        for (stem, chart) in study::study_charts(&arms, &measures) {
+            let path = out.join(format!("{stem}.svg"));
+            std::fs::write(&path, chart.to_svg())?;
+            written.push(path);
+        }
+        written
+    } else if first.is_dir() {
         if args.inputs.len() > 1 {
             return Err("give one run folder, or evaluation reports (JSON files)".into());
         }
