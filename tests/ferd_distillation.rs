@@ -232,6 +232,15 @@ fn every_method_runs_end_to_end() {
             last.student.is_some() && last.evaluation.is_some(),
             "{method}"
         );
+        // Every UTAE example of the epoch is counted once, under one of the classes.
+        let utae = &last.student.as_ref().unwrap().utae_predictions;
+        assert_eq!(utae.len(), 10, "{method}");
+        let bank = last.bank_size.min(config.batch_size) as u64;
+        assert_eq!(
+            utae.iter().sum::<u64>(),
+            config.student.steps as u64 * bank,
+            "{method}"
+        );
         let p = &out.history[1].class_distribution;
         assert!(
             (p.iter().sum::<f64>() - 1.0).abs() < 1e-9,

@@ -296,6 +296,15 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
             sum.loss += report.loss;
             sum.clean += report.clean;
             sum.adv += report.adv;
+            sum.utae_predictions
+                .resize(report.utae_predictions.len(), 0);
+            for (total, count) in sum
+                .utae_predictions
+                .iter_mut()
+                .zip(&report.utae_predictions)
+            {
+                *total += count;
+            }
             let n = (step + 1) as f64;
             observer.event(&Event::Progress {
                 epoch,
@@ -311,6 +320,7 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
             loss: sum.loss / n,
             clean: sum.clean / n,
             adv: sum.adv / n,
+            utae_predictions: sum.utae_predictions,
         })
     }
 

@@ -51,7 +51,7 @@ pub fn student_loss(
 }
 
 /// What one student step measured.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
     /// `L_S`.
     pub loss: f64,
@@ -59,6 +59,11 @@ pub struct StepReport {
     pub clean: f64,
     /// `IKL(s_adv, t)`.
     pub adv: f64,
+    /// Per class, how many Uniform-Target Adversarial Examples the student classified as it
+    /// (a diagnostic of UTAE: does the uniformity term spread the classes the attack drives
+    /// the student to?). Summed over an epoch's steps in the epoch's record.
+    #[serde(default)]
+    pub utae_predictions: Vec<u64>,
 }
 
 /// One training step of `student` (a training module on an autodiff device) on augmented
@@ -92,6 +97,16 @@ where
         seed,
     )?;
     let adv_logits = student.forward(x_adv.autodiff());
+    let [_, classes] = teacher_logits.dims();
+    let mut utae_predictions = vec![0u64; classes];
+    let predicted = adv_logits
+        .clone()
+        .without_autodiff()
+        .argmax(1)
+        .flatten(0, 1);
+    for c in ferd_core::metrics::to_indices(predicted) {
+        utae_predictions[c] += 1;
+    }
     let loss = student_loss(
         clean_logits,
         adv_logits,
@@ -104,6 +119,7 @@ where
         loss: read(&loss.total),
         clean: read(&loss.clean),
         adv: read(&loss.adv),
+        utae_predictions,
     };
     if !report.loss.is_finite() {
         return Err(DistillError::NonFinite {
