@@ -18,7 +18,13 @@ cd "$(dirname "$0")/../.."
 
 STUDY=studies/fmnist-fairness
 RUNS=runs/study
-FERD=(cargo run --quiet --bin ferd --)  # the dev profile is optimized (Cargo.toml)
+# One binary for the whole study, whatever is built beside it: built once here (the dev profile
+# is optimized, Cargo.toml) and copied, with the commit it was built from in the log.
+mkdir -p "$RUNS"
+cargo build --quiet --bin ferd
+cp target/debug/ferd "$RUNS/ferd.new" && mv "$RUNS/ferd.new" "$RUNS/ferd"
+echo "study binary from commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (modified)')" >&2
+FERD=("$RUNS/ferd")
 STUDENT=small-cnn-8
 TEACHER=models/fmnist-small-teacher/teacher.bpk
 
