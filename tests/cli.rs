@@ -309,6 +309,25 @@ fn a_tiny_distillation_then_its_report() {
             .unwrap();
         assert_eq!(value, recorded);
     }
+    // The UTAE diagnostic: per class and epoch with student training, the fraction of the
+    // epoch's UTAE examples the student put in that class, from the counts in metrics.jsonl.
+    let svg = std::fs::read_to_string(folder.join("utae_predictions.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let mut checked = 0;
+    for p in doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("point"))
+    {
+        let class: usize = p.attribute("data-series").unwrap().parse().unwrap();
+        let epoch: f64 = p.attribute("data-x").unwrap().parse().unwrap();
+        let value: f64 = p.attribute("data-value").unwrap().parse().unwrap();
+        let counts = &epochs[epoch as usize - 1]["student"]["utae_predictions"];
+        let counts: Vec<f64> = (0..10).map(|c| counts[c].as_f64().unwrap()).collect();
+        assert_eq!(value, counts[class] / counts.iter().sum::<f64>());
+        checked += 1;
+    }
+    let trained = epochs.iter().filter(|e| !e["student"].is_null()).count();
+    assert_eq!(checked, 10 * trained);
     let md = std::fs::read_to_string(folder.join("report.md")).unwrap();
     assert!(md.contains("| teacher | SmallCNN-16 |") && md.contains("| student | SmallCNN-8 |"));
     // The grids of synthesized images of the first and last rounds: one row per class with as

@@ -173,8 +173,9 @@ impl RunReport {
     }
 
     /// The run's charts as `(file stem, SVG)`: accuracy and worst class over epochs, NSD over
-    /// epochs; for FERD also the class distribution chosen by reweighting and the synthesis
-    /// losses; and the final per-class comparison when the run finished.
+    /// epochs; for FERD also the class distribution chosen by reweighting, the classes the
+    /// student gives its UTAE examples, and the synthesis losses; and the final per-class
+    /// comparison when the run finished.
     pub fn charts(&self) -> Vec<(String, String)> {
         let mut charts = Vec::new();
         let line = |label: &str, points: Vec<(f64, f64)>, dashed| Line {
@@ -239,23 +240,45 @@ impl RunReport {
         if let RunKind::Ferd(records) = &self.kind {
             let classes = records.first().map_or(0, |r| r.class_distribution.len());
             let names = self.class_names(classes);
-            let lines = (0..classes)
-                .map(|c| {
-                    let points = records
-                        .iter()
-                        .filter_map(|r| Some((r.epoch as f64 + 1.0, *r.class_distribution.get(c)?)))
-                        .collect();
-                    line(&names[c], points, false)
-                })
-                .collect();
+            // One line per class of a per-class fraction of each epoch (where it has one).
+            let per_class = |fraction: &dyn Fn(&EpochRecord, usize) -> Option<f64>| -> Vec<Line> {
+                (0..classes)
+                    .map(|c| {
+                        let points = records
+                            .iter()
+                            .filter_map(|r| Some((r.epoch as f64 + 1.0, fraction(r, c)?)))
+                            .collect();
+                        line(&names[c], points, false)
+                    })
+                    .collect()
+            };
             let chart = LineChart {
                 title: "Class distribution of each round's labels (reweighting)".into(),
                 x_label: "epoch".into(),
                 y_label: "probability".into(),
                 percent: false,
-                lines,
+                lines: per_class(&|r, c| r.class_distribution.get(c).copied()),
             };
             charts.push(("class_distribution".into(), chart.to_svg()));
+            let utae = |r: &EpochRecord, c: usize| {
+                let counts = &r.student.as_ref()?.utae_predictions;
+                let total: u64 = counts.iter().sum();
+                let count = *counts.get(c)?;
+                (total > 0).then(|| count as f64 / total as f64)
+            };
+            if records
+                .iter()
+                .any(|r| (0..classes).any(|c| utae(r, c).is_some()))
+            {
+                let chart = LineChart {
+                    title: "The student's classes on the UTAE examples of each epoch".into(),
+                    x_label: "epoch".into(),
+                    y_label: "fraction".into(),
+                    percent: false,
+                    lines: per_class(&utae),
+                };
+                charts.push(("utae_predictions".into(), chart.to_svg()));
+            }
             let term = |f: &dyn Fn(&EpochRecord) -> f64| {
                 records
                     .iter()
