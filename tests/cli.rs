@@ -162,16 +162,19 @@ fn per_class(report: &Value, measure: usize) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// `ferd evaluate` of the bundled teacher with `args`.
+fn evaluate_teacher(args: &[&str]) -> Output {
+    let teacher = teacher();
+    let mut all = vec!["evaluate", "--arch", "small-cnn-16", "--weights", &teacher];
+    all.extend_from_slice(args);
+    ferd(&all)
+}
+
 #[test]
 fn evaluate_then_report_end_to_end() {
     let dir = scratch("evaluate");
     let json = dir.join("teacher.json");
-    let out = ferd(&[
-        "evaluate",
-        "--arch",
-        "small-cnn-16",
-        "--weights",
-        &teacher(),
+    let out = evaluate_teacher(&[
         "--limit",
         "30",
         "--attacks",
@@ -377,12 +380,7 @@ fn a_study_report_averages_seeds() {
     for (run, seed) in [("teacher", "0"), ("a-s0", "0"), ("a-s1", "1")] {
         let folder = runs.join(run);
         std::fs::create_dir_all(&folder).unwrap();
-        let out = ferd(&[
-            "evaluate",
-            "--arch",
-            "small-cnn-16",
-            "--weights",
-            &teacher(),
+        let out = evaluate_teacher(&[
             "--limit",
             "20",
             "--attacks",
