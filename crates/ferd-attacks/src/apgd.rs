@@ -16,6 +16,7 @@ use rand::rngs::StdRng;
 use crate::attack::{Attack, prepare};
 use crate::ball::{check_count, project, sphere_start};
 use crate::error::{Result, invalid};
+use crate::events::{Observer, PassStarted};
 use crate::model::{Model, correct, probe};
 use crate::objective::{Objective, ranked_class};
 use crate::rows::{Robust, select_rows, where_rows};
@@ -278,6 +279,17 @@ impl Attack for Apgd {
         labels: Tensor<1, Int>,
         seed: u64,
     ) -> Result<Tensor<4>> {
+        self.perturb_observed(model, x, labels, seed, &mut ())
+    }
+
+    fn perturb_observed(
+        &self,
+        model: &dyn Model,
+        x: Tensor<4>,
+        labels: Tensor<1, Int>,
+        seed: u64,
+        observer: &mut dyn Observer<PassStarted>,
+    ) -> Result<Tensor<4>> {
         let prepared = prepare("apgd", model, x, &labels, self.eps)?;
         let schedule = self.schedule()?;
         let objective = match self.loss {
@@ -286,7 +298,8 @@ impl Attack for Apgd {
         };
         let mut rng = StdRng::seed_from_u64(seed);
         let mut robust = Robust::new(&prepared.x, prepared.correct(&labels));
-        for _ in 0..self.restarts {
+        for restart in 0..self.restarts {
+            observer.event(&robust.pass(restart, self.restarts));
             robust.refine(model, &prepared.x, &labels, |_, xs, ys| {
                 run(model, &xs, &ys, &objective, schedule, &mut rng)
             })?;
@@ -369,6 +382,17 @@ impl Attack for ApgdTargeted {
         labels: Tensor<1, Int>,
         seed: u64,
     ) -> Result<Tensor<4>> {
+        self.perturb_observed(model, x, labels, seed, &mut ())
+    }
+
+    fn perturb_observed(
+        &self,
+        model: &dyn Model,
+        x: Tensor<4>,
+        labels: Tensor<1, Int>,
+        seed: u64,
+        observer: &mut dyn Observer<PassStarted>,
+    ) -> Result<Tensor<4>> {
         let prepared = prepare("apgd-t", model, x, &labels, self.eps)?;
         let schedule = schedule(
             "apgd-t",
@@ -381,8 +405,10 @@ impl Attack for ApgdTargeted {
         check_targets("apgd-t", self.target_classes, prepared.classes())?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut robust = Robust::new(&prepared.x, prepared.correct(&labels));
+        let passes = self.target_classes * self.restarts;
         for rank in 2..=self.target_classes + 1 {
-            for _ in 0..self.restarts {
+            for restart in 0..self.restarts {
+                observer.event(&robust.pass((rank - 2) * self.restarts + restart, passes));
                 robust.refine(model, &prepared.x, &labels, |rows, xs, ys| {
                     let targets = ranked_class(select_rows(&prepared.logits, rows), rank);
                     let objective = Objective::DlrTargeted { targets };

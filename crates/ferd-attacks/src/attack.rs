@@ -4,7 +4,7 @@ use burn::tensor::{Int, Tensor};
 
 use crate::ball::{check_batch, check_eps};
 use crate::error::Result;
-use crate::events::{Observer, StageStarted};
+use crate::events::{AttackEvent, Observer, PassStarted};
 use crate::model::{Model, correct, finite_logits};
 
 /// An attack in the Linf threat model: it returns images within `eps` of the clean ones (in
@@ -26,20 +26,34 @@ pub trait Attack {
         seed: u64,
     ) -> Result<Tensor<4>>;
 
+    /// [`perturb`](Attack::perturb), telling `observer` as each pass (restart or target class)
+    /// starts. Attacks of a single pass keep this default, which tells nothing.
+    fn perturb_observed(
+        &self,
+        model: &dyn Model,
+        x: Tensor<4>,
+        labels: Tensor<1, Int>,
+        seed: u64,
+        observer: &mut dyn Observer<PassStarted>,
+    ) -> Result<Tensor<4>> {
+        let _ = observer;
+        self.perturb(model, x, labels, seed)
+    }
+
     /// Like [`perturb`](Attack::perturb), also reporting, for a composite attack such as
     /// AutoAttack, which points were still robust after each of its stages, and telling
-    /// `observer` as each stage starts. A single attack has no stages.
+    /// `observer` as each stage and each pass starts. A single attack has no stages.
     fn perturb_staged(
         &self,
         model: &dyn Model,
         x: Tensor<4>,
         labels: Tensor<1, Int>,
         seed: u64,
-        observer: &mut dyn Observer<StageStarted>,
+        observer: &mut dyn Observer<AttackEvent>,
     ) -> Result<Staged> {
-        let _ = observer;
+        let mut passes = |p: &PassStarted| observer.event(&AttackEvent::Pass(p.clone()));
         Ok(Staged {
-            adv: self.perturb(model, x, labels, seed)?,
+            adv: self.perturb_observed(model, x, labels, seed, &mut passes)?,
             stages: Vec::new(),
         })
     }

@@ -11,7 +11,7 @@ use burn::tensor::{Int, Tensor};
 use crate::apgd::{Apgd, ApgdLoss, ApgdTargeted};
 use crate::attack::{Attack, Stage, Staged, prepare};
 use crate::error::{Result, invalid};
-use crate::events::{Observer, StageStarted};
+use crate::events::{AttackEvent, Observer, PassStarted, StageStarted};
 use crate::fab::Fab;
 use crate::model::Model;
 use crate::rows::Robust;
@@ -156,21 +156,22 @@ impl Attack for AutoAttack {
         x: Tensor<4>,
         labels: Tensor<1, Int>,
         seed: u64,
-        observer: &mut dyn Observer<StageStarted>,
+        observer: &mut dyn Observer<AttackEvent>,
     ) -> Result<Staged> {
         let prepared = prepare("autoattack", model, x, &labels, self.eps)?;
         let mut robust = Robust::new(&prepared.x, prepared.correct(&labels));
         let mut stages = Vec::with_capacity(self.components.len());
         for (stage, attack) in self.components.iter().enumerate() {
-            observer.event(&StageStarted {
+            observer.event(&AttackEvent::Stage(StageStarted {
                 stage,
                 stages: self.components.len(),
                 name: attack.name(),
                 points: robust.flags.iter().filter(|&&f| f).count(),
-            });
+            }));
             let start = Instant::now();
+            let mut passes = |p: &PassStarted| observer.event(&AttackEvent::Pass(p.clone()));
             robust.refine(model, &prepared.x, &labels, |_, xs, ys| {
-                attack.perturb(model, xs, ys, seed)
+                attack.perturb_observed(model, xs, ys, seed, &mut passes)
             })?;
             stages.push(Stage {
                 name: attack.name(),

@@ -16,7 +16,7 @@ use crate::attack::Attack;
 use crate::ball::linf_distance;
 use crate::checks::{probability_warning, randomness_warning};
 use crate::error::{AttackError, Result, invalid};
-use crate::events::{EvalEvent, Observer, StageStarted};
+use crate::events::{AttackEvent, EvalEvent, Observer};
 use crate::model::{Model, finite_logits};
 
 /// Settings of an evaluation.
@@ -410,12 +410,21 @@ impl Pass<'_> {
             let (robust_pred, stage_flags) = (&mut record.robust_pred, &mut record.stages);
             let batch = load(i)?;
             let y: Tensor<1, Int> = batch.labels;
-            let mut on_stage = |started: &StageStarted| {
-                observer.event(&EvalEvent::Stage {
-                    attack: a,
-                    batch: i,
-                    batches: batches.len(),
-                    started: started.clone(),
+            let mut on_stage = |event: &AttackEvent| {
+                let (attack, batch, batches) = (a, i, batches.len());
+                observer.event(&match event.clone() {
+                    AttackEvent::Stage(started) => EvalEvent::Stage {
+                        attack,
+                        batch,
+                        batches,
+                        started,
+                    },
+                    AttackEvent::Pass(started) => EvalEvent::Pass {
+                        attack,
+                        batch,
+                        batches,
+                        started,
+                    },
                 })
             };
             let staged = attack.perturb_staged(

@@ -21,6 +21,28 @@ pub struct StageStarted {
     pub points: usize,
 }
 
+/// A pass of an attack starts: one restart, or one target class of a targeted attack (APGD-T
+/// and FAB-T run `targets x restarts` passes), on the points no earlier pass has broken.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PassStarted {
+    /// The pass (0-based).
+    pub pass: usize,
+    /// Passes in the attack.
+    pub passes: usize,
+    /// Points it attacks.
+    pub points: usize,
+}
+
+/// What an attack tells its caller while it works on a batch ([`crate::Attack::perturb_staged`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AttackEvent {
+    /// A component of a composite attack starts.
+    Stage(StageStarted),
+    /// A pass of the attack (or of the current component) starts.
+    Pass(PassStarted),
+}
+
 /// Something that happened in an evaluation. New kinds may be added: match with a wildcard.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -63,6 +85,18 @@ pub enum EvalEvent {
         batches: usize,
         /// The component.
         started: StageStarted,
+    },
+    /// A pass (restart or target class) of the attack, or of its current component, starts on
+    /// the current batch.
+    Pass {
+        /// The attack's position in the list.
+        attack: usize,
+        /// The batch (0-based).
+        batch: usize,
+        /// Batches per attack.
+        batches: usize,
+        /// The pass.
+        started: PassStarted,
     },
     /// One batch of an attack is done.
     Batch {

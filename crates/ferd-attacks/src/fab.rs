@@ -23,6 +23,7 @@ use crate::apgd::check_targets;
 use crate::attack::{Attack, prepare};
 use crate::ball::{check_count, sphere_start};
 use crate::error::{Result, invalid};
+use crate::events::{Observer, PassStarted};
 use crate::model::{Model, classified, probe};
 use crate::objective::ranked_class;
 use crate::rows::{Robust, index_tensor, select_rows};
@@ -335,6 +336,17 @@ impl Attack for Fab {
         labels: Tensor<1, Int>,
         seed: u64,
     ) -> Result<Tensor<4>> {
+        self.perturb_observed(model, x, labels, seed, &mut ())
+    }
+
+    fn perturb_observed(
+        &self,
+        model: &dyn Model,
+        x: Tensor<4>,
+        labels: Tensor<1, Int>,
+        seed: u64,
+        observer: &mut dyn Observer<PassStarted>,
+    ) -> Result<Tensor<4>> {
         let prepared = prepare("fab", model, x, &labels, self.eps)?;
         let classes = prepared.classes();
         self.check(classes)?;
@@ -345,8 +357,10 @@ impl Attack for Fab {
         } else {
             vec![None]
         };
-        for rank in ranks {
+        let passes = ranks.len() * self.restarts;
+        for (r, rank) in ranks.into_iter().enumerate() {
             for restart in 0..self.restarts {
+                observer.event(&robust.pass(r * self.restarts + restart, passes));
                 robust.refine(model, &prepared.x, &labels, |rows, xs, ys| {
                     let targets =
                         rank.map(|r| ranked_class(select_rows(&prepared.logits, rows), r));

@@ -40,7 +40,7 @@ pub use error::AttackError;
 pub use evaluate::{
     AttackReport, EvalConfig, EvaluationReport, StageReport, evaluate, evaluate_observed,
 };
-pub use events::{EvalEvent, Observer, StageStarted};
+pub use events::{AttackEvent, EvalEvent, Observer, PassStarted, StageStarted};
 pub use fab::Fab;
 pub use model::{Frozen, Model};
 pub use objective::Objective;

@@ -5,6 +5,7 @@
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use crate::error::Result;
+use crate::events::PassStarted;
 use crate::model::{Model, classified};
 
 /// An index tensor on the device of `like`.
@@ -90,6 +91,15 @@ impl Robust {
         Self {
             adv: x.clone(),
             flags,
+        }
+    }
+
+    /// Pass `pass` of `passes` starts, on the points still robust.
+    pub fn pass(&self, pass: usize, passes: usize) -> PassStarted {
+        PassStarted {
+            pass,
+            passes,
+            points: self.flags.iter().filter(|&&f| f).count(),
         }
     }
 

@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use crate::attack::{Attack, prepare};
 use crate::ball::{check_count, host_tensor, project};
 use crate::error::{Result, invalid};
+use crate::events::{Observer, PassStarted};
 use crate::model::{Model, logits};
 use crate::rows::{Robust, merge_rows, select_labels, select_rows, true_rows};
 
@@ -150,6 +151,17 @@ impl Attack for Square {
         labels: Tensor<1, Int>,
         seed: u64,
     ) -> Result<Tensor<4>> {
+        self.perturb_observed(model, x, labels, seed, &mut ())
+    }
+
+    fn perturb_observed(
+        &self,
+        model: &dyn Model,
+        x: Tensor<4>,
+        labels: Tensor<1, Int>,
+        seed: u64,
+        observer: &mut dyn Observer<PassStarted>,
+    ) -> Result<Tensor<4>> {
         let prepared = prepare("square", model, x, &labels, self.eps)?;
         check_count("square", "queries", self.queries)?;
         check_count("square", "restarts", self.restarts)?;
@@ -161,7 +173,8 @@ impl Attack for Square {
         }
         let mut rng = StdRng::seed_from_u64(seed);
         let mut robust = Robust::new(&prepared.x, prepared.correct(&labels));
-        for _ in 0..self.restarts {
+        for restart in 0..self.restarts {
+            observer.event(&robust.pass(restart, self.restarts));
             robust.refine(model, &prepared.x, &labels, |_, xs, ys| {
                 self.run(model, &xs, &ys, &mut rng)
             })?;

@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use ferd_attacks::{
-    Apgd, ApgdLoss, Attack, AutoAttack, EvalConfig, EvalEvent, EvaluationReport, Frozen, Pgd,
-    Square, evaluate_observed,
+    Apgd, ApgdLoss, ApgdTargeted, Attack, AutoAttack, EvalConfig, EvalEvent, EvaluationReport,
+    Frozen, PassStarted, Pgd, Square, evaluate_observed,
 };
 use ferd_core::device::test_device;
 use ferd_data::{DatasetName, Split};
@@ -160,6 +160,20 @@ fn check_events(
                     (a, batch, stage, 2)
                 );
                 assert_eq!(started.name, component.name);
+                // Each component makes one pass (one restart), on the points the stage gets.
+                assert_eq!(
+                    events.next(),
+                    Some(&EvalEvent::Pass {
+                        attack: a,
+                        batch,
+                        batches: 3,
+                        started: PassStarted {
+                            pass: 0,
+                            passes: 1,
+                            points: started.points
+                        }
+                    })
+                );
                 if stage == 0 {
                     assert_eq!(started.points, correct_in(rows.clone()));
                 } else {
@@ -217,4 +231,48 @@ fn assert_close(a: &serde_json::Value, b: &serde_json::Value) {
         }
         _ => assert_eq!(a, b),
     }
+}
+
+/// Targeted attacks make one pass per target class and restart, in order, each on the points
+/// no earlier pass broke: the first on the clean-correct points.
+#[test]
+fn targeted_attacks_report_every_pass() {
+    let device = test_device();
+    let mut model = SmallCnnConfig::new().with_width(8).init(&device);
+    let weights =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small_cnn_w8.safetensors");
+    load_pytorch(&mut model, &weights).unwrap();
+    let model = Frozen::new(&model);
+    let data = ferd_data::load(DatasetName::FashionMnist, Split::Test, None)
+        .unwrap()
+        .balanced_subset(2);
+    let all: Vec<usize> = (0..data.len()).collect();
+    let batch = data.batch(&all, &device).unwrap();
+    let correct = common::predict(&model, batch.images.clone())
+        .iter()
+        .zip(data.labels())
+        .filter(|(p, y)| p == y)
+        .count();
+    let apgd_t = ApgdTargeted {
+        steps: 5,
+        target_classes: 3,
+        restarts: 2,
+        ..ApgdTargeted::new(0.1)
+    };
+    let mut passes = Vec::new();
+    apgd_t
+        .perturb_observed(
+            &model,
+            batch.images.clone(),
+            batch.labels.clone(),
+            0,
+            &mut |p: &PassStarted| passes.push(p.clone()),
+        )
+        .unwrap();
+    assert_eq!(passes.len(), 6);
+    for (k, p) in passes.iter().enumerate() {
+        assert_eq!((p.pass, p.passes), (k, 6));
+    }
+    assert_eq!(passes[0].points, correct);
+    assert!(passes.windows(2).all(|w| w[1].points <= w[0].points));
 }

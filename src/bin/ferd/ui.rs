@@ -174,6 +174,8 @@ pub enum EvalRenderer {
         stage: ProgressBar,
         /// The attacks' names.
         names: Vec<String>,
+        /// The component of a composite attack in progress (empty otherwise).
+        component: String,
     },
     /// Plain lines.
     Lines {
@@ -181,6 +183,8 @@ pub enum EvalRenderer {
         started: Instant,
         /// The attacks' names.
         names: Vec<String>,
+        /// The component of a composite attack in progress (empty otherwise).
+        component: String,
     },
 }
 
@@ -191,6 +195,7 @@ impl EvalRenderer {
             return Self::Lines {
                 started: Instant::now(),
                 names: Vec::new(),
+                component: String::new(),
             };
         }
         let multi = MultiProgress::new();
@@ -213,6 +218,7 @@ impl EvalRenderer {
             images,
             stage,
             names: Vec::new(),
+            component: String::new(),
         }
     }
 
@@ -225,6 +231,7 @@ impl EvalRenderer {
                 images,
                 stage,
                 names,
+                component,
             } => match event {
                 EvalEvent::Started {
                     images: total,
@@ -257,6 +264,7 @@ impl EvalRenderer {
                     stage.set_length(0);
                     stage.set_prefix("");
                     stage.set_message("");
+                    component.clear();
                 }
                 EvalEvent::Stage {
                     batch,
@@ -268,6 +276,23 @@ impl EvalRenderer {
                     stage.set_length(started.stages as u64);
                     stage.set_position(started.stage as u64);
                     stage.set_message(format!("{} on {} points", started.name, started.points));
+                    *component = started.name.clone();
+                }
+                EvalEvent::Pass {
+                    batch,
+                    batches,
+                    started,
+                    ..
+                } => {
+                    if component.is_empty() {
+                        stage.set_prefix(format!("batch {}/{batches}", batch + 1));
+                    }
+                    stage.set_message(format!(
+                        "{component} pass {}/{} on {} points",
+                        started.pass + 1,
+                        started.passes,
+                        started.points
+                    ));
                 }
                 EvalEvent::Batch {
                     done,
@@ -282,7 +307,11 @@ impl EvalRenderer {
                 }
                 _ => {}
             },
-            Self::Lines { started, names } => {
+            Self::Lines {
+                started,
+                names,
+                component,
+            } => {
                 let clock = format_duration(started.elapsed().as_secs_f64());
                 match event {
                     EvalEvent::Started {
@@ -299,8 +328,31 @@ impl EvalRenderer {
                     EvalEvent::CleanBatch { done, images } if done == images => {
                         eprintln!("[{clock}] clean pass done");
                     }
-                    EvalEvent::AttackStarted { name, done, .. } if *done > 0 => {
-                        eprintln!("[{clock}] {name}: resuming after {done} images");
+                    EvalEvent::AttackStarted { name, done, .. } => {
+                        component.clear();
+                        if *done > 0 {
+                            eprintln!("[{clock}] {name}: resuming after {done} images");
+                        }
+                    }
+                    EvalEvent::Pass {
+                        attack,
+                        batch,
+                        batches,
+                        started: p,
+                    } if p.passes > 1 => {
+                        let of = if component.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{component} ")
+                        };
+                        eprintln!(
+                            "[{clock}] {} batch {}/{batches}: {of}pass {}/{} on {} points",
+                            names.get(*attack).map_or("attack", String::as_str),
+                            batch + 1,
+                            p.pass + 1,
+                            p.passes,
+                            p.points
+                        );
                     }
                     EvalEvent::Stage {
                         attack,
@@ -308,6 +360,7 @@ impl EvalRenderer {
                         batches,
                         started: s,
                     } => {
+                        component.clone_from(&s.name);
                         eprintln!(
                             "[{clock}] {} batch {}/{batches}: {} ({}/{}) on {} points",
                             names.get(*attack).map_or("attack", String::as_str),
