@@ -7,7 +7,7 @@
 //! - Every attack implements [`Attack`]: it takes a [`Model`] (a closure from `[0, 1]` images to
 //!   logits, or a [`Frozen`] ferd classifier), images, labels and a seed, and returns images
 //!   within `eps` in max-norm and in `[0, 1]`.
-//! - [`evaluate`] runs attacks over a dataset and reports clean and robust accuracy overall and
+//! - [`evaluate()`] runs attacks over a dataset and reports clean and robust accuracy overall and
 //!   per class, worst class, worst 10% and NSD ([`EvaluationReport`]);
 //!   [`evaluate_observed`] also emits its progress as [`EvalEvent`]s (the library never prints).
 //!

@@ -572,7 +572,7 @@ fn depthwise_input_plane(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32]
 const WEIGHT_GRAD_SHARES: usize = 16;
 
 /// The gradient of the weight, `[C_out, C_in/groups, kH, kW]`, from the input `x` and the output
-/// gradient `dy`: each of [`WEIGHT_GRAD_SHARES`] contiguous shares of the batch is summed on its
+/// gradient `dy`: each of `WEIGHT_GRAD_SHARES` contiguous shares of the batch is summed on its
 /// own, then the shares are added in a fixed order (the result depends neither on scheduling
 /// nor on the number of threads).
 pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
