@@ -162,7 +162,8 @@ fn bar(multi: &MultiProgress, template: &str) -> ProgressBar {
 
 /// The renderer of one evaluation.
 pub enum EvalRenderer {
-    /// Progress bars: attacks; images of the current attack; component of a composite attack.
+    /// Progress bars: attacks; images of the current attack; a line with the batch, the
+    /// component of a composite attack and the pass in progress.
     Bars {
         /// All three bars.
         multi: MultiProgress,
@@ -170,7 +171,7 @@ pub enum EvalRenderer {
         attacks: ProgressBar,
         /// Images of the current attack (or of the clean pass).
         images: ProgressBar,
-        /// Components of a composite attack on the current batch.
+        /// The batch, component and pass in progress (a line, no bar).
         stage: ProgressBar,
         /// The attacks' names.
         names: Vec<String>,
@@ -207,10 +208,7 @@ impl EvalRenderer {
             &multi,
             "         {prefix:>10} {bar:30} {pos}/{len} images {per_sec} ETA {eta} {msg}",
         );
-        let stage = bar(
-            &multi,
-            "         {prefix:>10} {bar:30} {pos}/{len} components {msg}",
-        );
+        let stage = bar(&multi, "         {prefix:>10} {msg}");
         attacks.enable_steady_tick(Duration::from_millis(500));
         Self::Bars {
             multi,
@@ -261,7 +259,6 @@ impl EvalRenderer {
                     images.reset();
                     images.set_position(*done as u64);
                     images.set_message("");
-                    stage.set_length(0);
                     stage.set_prefix("");
                     stage.set_message("");
                     component.clear();
@@ -273,10 +270,13 @@ impl EvalRenderer {
                     ..
                 } => {
                     stage.set_prefix(format!("batch {}/{batches}", batch + 1));
-                    stage.set_length(started.stages as u64);
-                    stage.set_position(started.stage as u64);
-                    stage.set_message(format!("{} on {} points", started.name, started.points));
-                    *component = started.name.clone();
+                    *component = format!(
+                        "{} ({}/{} components)",
+                        started.name,
+                        started.stage + 1,
+                        started.stages
+                    );
+                    stage.set_message(format!("{component} on {} points", started.points));
                 }
                 EvalEvent::Pass {
                     batch,
@@ -284,9 +284,7 @@ impl EvalRenderer {
                     started,
                     ..
                 } => {
-                    if component.is_empty() {
-                        stage.set_prefix(format!("batch {}/{batches}", batch + 1));
-                    }
+                    stage.set_prefix(format!("batch {}/{batches}", batch + 1));
                     stage.set_message(format!(
                         "{component} pass {}/{} on {} points",
                         started.pass + 1,
