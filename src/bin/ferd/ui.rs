@@ -48,7 +48,7 @@ impl Renderer {
         let phase = multi.add(
             ProgressBar::new(0).with_style(
                 ProgressStyle::with_template(
-                    "         {prefix:>10} {bar:30} {pos}/{len} {per_sec} ETA {eta} {msg}",
+                    "         {prefix:>10} {bar:30} {pos}/{len} {per_sec:1} ETA {eta} {msg}",
                 )
                 .expect("a valid template"),
             ),
@@ -206,7 +206,7 @@ impl EvalRenderer {
         );
         let images = bar(
             &multi,
-            "         {prefix:>10} {bar:30} {pos}/{len} images {per_sec} ETA {eta} {msg}",
+            "         {prefix:>10} {bar:30} {pos}/{len} images {per_sec:1} ETA {eta} {msg}",
         );
         let stage = bar(&multi, "         {prefix:>10} {msg}");
         attacks.enable_steady_tick(Duration::from_millis(500));
