@@ -380,11 +380,16 @@ fn a_study_report_averages_seeds() {
     for (run, seed) in [("teacher", "0"), ("a-s0", "0"), ("a-s1", "1")] {
         let folder = runs.join(run);
         std::fs::create_dir_all(&folder).unwrap();
+        let attacks = if run == "teacher" {
+            "pgd-2,pgd-20"
+        } else {
+            "pgd-2"
+        };
         let out = evaluate_teacher(&[
             "--limit",
             "20",
             "--attacks",
-            "pgd-2",
+            attacks,
             "--seed",
             seed,
             "--out",
@@ -392,6 +397,19 @@ fn a_study_report_averages_seeds() {
         ]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }
+    // Arm `a` was distilled: a tiny run's metrics give it a diagnostics row.
+    let tiny = dir.join("tiny");
+    let out = ferd(&[
+        "distill",
+        "--budget",
+        "tiny",
+        "--out",
+        path(&tiny),
+        "--final-per-class",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::copy(tiny.join("metrics.jsonl"), runs.join("a-s0/metrics.jsonl")).unwrap();
     let out = ferd(&[
         "report",
         path(&runs),
@@ -421,4 +439,21 @@ fn a_study_report_averages_seeds() {
     assert!(row.contains(&format!(" {mean:.1} ± {std:.1} |")), "{row}");
     assert!(md.lines().any(|l| l.starts_with("| teacher | 1 |")));
     assert!(runs.join("report/study_pgd-2.svg").is_file());
+    // The diagnostics of the distilled arm against the teacher's PGD-20 (figures unit-tested
+    // in ferd::report::diagnostics): one run, a share in %, a correlation in [-1, 1], L_uni
+    // (FERD's preset has Fairness-Aware Examples on) and a spread in [0, 1].
+    let row = md
+        .split("## Diagnostics")
+        .nth(1)
+        .and_then(|d| d.lines().find(|l| l.starts_with("| a | 1 |")))
+        .unwrap_or_else(|| panic!("no diagnostics row of arm a in\n{md}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let share: f64 = cells[3].parse().unwrap();
+    assert!((0.0..=100.0).contains(&share), "{row}");
+    if let Ok(rho) = cells[4].parse::<f64>() {
+        assert!((-1.0..=1.0).contains(&rho), "{row}");
+    }
+    assert!(cells[5].parse::<f64>().is_ok(), "L_uni: {row}");
+    let spread: f64 = cells[6].parse().unwrap();
+    assert!((0.0..=1.0).contains(&spread), "{row}");
 }

@@ -15,6 +15,7 @@
 //! assert!(text.contains("| teacher |"));
 //! ```
 
+pub mod diagnostics;
 pub mod robustbench;
 pub mod run;
 pub mod study;

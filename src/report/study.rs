@@ -13,7 +13,9 @@ use std::path::Path;
 
 use ferd_attacks::EvaluationReport;
 use ferd_core::metrics::ClassWiseAccuracy;
+use ferd_distill::{EpochRecord, read_metrics};
 
+use super::diagnostics::{WEAKEST, diagnose};
 use super::svg::{BarChart, Bars};
 use super::{ReportError, class_name, measure};
 
@@ -21,13 +23,20 @@ use super::{ReportError, class_name, measure};
 /// clean accuracy is kept).
 const EVALUATIONS: [&str; 2] = ["eval-10k.json", "eval-aa1000.json"];
 
-/// One arm of a study: its name and one merged evaluation per seed.
+/// The arm whose per-class robust accuracy the diagnostics compare the reweighting with.
+const TEACHER: &str = "teacher";
+/// The measure of that comparison.
+const REFERENCE_MEASURE: &str = "pgd-20";
+
+/// One arm of a study: its name and, per seed, the merged evaluation and the run's metrics.
 #[derive(Debug, Clone)]
 pub struct Arm {
     /// The arm's name (`baseline`, `ferd`, `teacher`, ...).
     pub name: String,
     /// One evaluation per seed, in seed order.
     pub seeds: Vec<EvaluationReport>,
+    /// Per seed, the FERD run's `metrics.jsonl` (empty for a model that was not distilled).
+    pub histories: Vec<Vec<EpochRecord>>,
 }
 
 /// Mean and sample standard deviation of a figure over seeds.
@@ -104,18 +113,31 @@ pub fn read_study(dir: &Path, names: &[String]) -> Result<Vec<Arm>, ReportError>
     order
         .into_iter()
         .map(|name| {
-            let seeds = runs
+            let folders: Vec<&Path> = runs
                 .iter()
                 .filter(|r| r.0 == name)
-                .map(|r| read_run(&r.2))
-                .collect::<Result<Vec<_>, _>>()?;
-            if seeds.is_empty() {
+                .map(|r| r.2.as_path())
+                .collect();
+            if folders.is_empty() {
                 return Err(ReportError::File {
                     path: dir.join(&name),
                     reason: format!("no evaluated run of `{name}`"),
                 });
             }
-            Ok(Arm { name, seeds })
+            let seeds = folders
+                .iter()
+                .map(|f| read_run(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            let histories = folders
+                .iter()
+                .filter(|f| f.join("metrics.jsonl").is_file())
+                .map(|f| read_metrics::<EpochRecord>(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Arm {
+                name,
+                seeds,
+                histories,
+            })
         })
         .collect()
 }
@@ -272,6 +294,21 @@ pub fn study_markdown(arms: &[Arm], measures: &[&str]) -> String {
         "\nAccuracy in %, NSD (standard deviation of the class-wise accuracies over their \
          mean): mean ± standard deviation over seeds.\n"
     );
+    let diagnostics = diagnostics_table(arms);
+    if !diagnostics.is_empty() {
+        let _ = writeln!(out, "## Diagnostics of FERD's components\n");
+        out.push_str(&diagnostics);
+        let _ = writeln!(
+            out,
+            "\nFrom each run's `metrics.jsonl` (`ferd::report::diagnostics`): the share of the \
+             synthesized labels after the first round that went to the {WEAKEST} classes with \
+             the teacher's lowest {REFERENCE_MEASURE} accuracy (uniform: {:.0}%), Spearman's \
+             correlation between each class's share and the teacher's error on it, the mean \
+             uniformity loss `L_uni` (– without Fairness-Aware Examples), and the entropy of \
+             the classes the student gave its UTAE examples over ln C (1: evenly spread).\n",
+            100.0 * WEAKEST as f64 / classes(arms).max(1) as f64
+        );
+    }
     let Some(first) = arms.first().and_then(|a| a.seeds.first()) else {
         return out;
     };
@@ -316,6 +353,68 @@ pub fn study_markdown(arms: &[Arm], measures: &[&str]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The number of classes of the study's first report.
+fn classes(arms: &[Arm]) -> usize {
+    arms.first()
+        .and_then(|a| a.seeds.first())
+        .map_or(0, |r| r.clean.per_class.len())
+}
+
+/// The diagnostics of every distilled arm (mean ± std over seeds), against the per-class
+/// PGD-20 accuracy of the arm called `teacher`; empty without either.
+pub fn diagnostics_table(arms: &[Arm]) -> String {
+    let Some(teacher) = arms
+        .iter()
+        .find(|a| a.name == TEACHER)
+        .and_then(|a| a.seeds.first())
+        .and_then(|r| measure(r, REFERENCE_MEASURE))
+    else {
+        return String::new();
+    };
+    let reference: Vec<f64> = teacher
+        .accuracy
+        .per_class
+        .iter()
+        .map(|a| a.unwrap_or(0.0))
+        .collect();
+    let mut out = format!(
+        "| arm | runs | labels on the teacher's {WEAKEST} weakest classes (%) | rank correlation, \
+         class share vs teacher {REFERENCE_MEASURE} error | L_uni | UTAE spread |\n\
+         |---|---:|---:|---:|---:|---:|\n"
+    );
+    let mut any = false;
+    for arm in arms {
+        let runs: Vec<_> = arm
+            .histories
+            .iter()
+            .filter_map(|h| diagnose(h, &reference))
+            .collect();
+        if runs.is_empty() {
+            continue;
+        }
+        any = true;
+        let show = |values: Vec<Option<f64>>, scale: f64, decimals: usize| {
+            let values: Option<Vec<f64>> = values.into_iter().collect();
+            values.map_or("–".to_string(), |v| Spread::of(&v).show(scale, decimals))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            arm.name,
+            runs.len(),
+            show(
+                runs.iter().map(|d| Some(d.weakest_mass)).collect(),
+                100.0,
+                1
+            ),
+            show(runs.iter().map(|d| d.rank_correlation).collect(), 1.0, 2),
+            show(runs.iter().map(|d| d.uniformity_loss).collect(), 1.0, 3),
+            show(runs.iter().map(|d| d.utae_spread).collect(), 1.0, 3),
+        );
+    }
+    if any { out } else { String::new() }
 }
 
 /// Per measure, a bar chart of the class-wise accuracy of every arm (mean over seeds), the
