@@ -131,7 +131,7 @@ pub fn read_study(dir: &Path, names: &[String]) -> Result<Vec<Arm>, ReportError>
             let histories = folders
                 .iter()
                 .filter(|f| f.join("metrics.jsonl").is_file())
-                .map(|f| read_metrics::<EpochRecord>(f))
+                .map(read_metrics::<EpochRecord>)
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Arm {
                 name,
