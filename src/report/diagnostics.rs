@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn weakest_mass_and_correlation_from_records() {
         let record = |epoch: usize, p: [f64; 4], uni: f64, utae: Vec<u64>| {
-            let mut r: EpochRecord = serde_json::from_value(serde_json::json!({
+            serde_json::from_value::<EpochRecord>(serde_json::json!({
                 "epoch": epoch, "lr": 0.1, "class_distribution": p, "label_counts": [0, 0, 0, 0],
                 "synthesis_mean": {"bn": 0.0, "adv": 0.0, "oh": 0.0, "uni": uni, "total": 0.0,
                     "robust_fraction": 0.0},
@@ -144,8 +144,7 @@ mod tests {
                 "evaluation": null,
                 "seconds": {"synthesis": 1.0, "fragility": 1.0, "student": 1.0, "evaluation": 0.0}
             }))
-            .unwrap();
-            r
+            .unwrap()
         };
         // Robust errors 0.1, 0.5, 0.3, 0.8: the teacher is weakest on classes 3, 1, 2.
         let teacher = [0.9, 0.5, 0.7, 0.2];
