@@ -456,4 +456,26 @@ fn a_study_report_averages_seeds() {
     assert!(cells[5].parse::<f64>().is_ok(), "L_uni: {row}");
     let spread: f64 = cells[6].parse().unwrap();
     assert!((0.0..=1.0).contains(&spread), "{row}");
+    // The cost of arm `a`: its run's epoch times from metrics.jsonl, in minutes.
+    let metrics = std::fs::read_to_string(runs.join("a-s0/metrics.jsonl")).unwrap();
+    let seconds: f64 = metrics
+        .lines()
+        .map(|l| {
+            let r: Value = serde_json::from_str(l).unwrap();
+            let s = &r["seconds"];
+            ["synthesis", "fragility", "student", "evaluation"]
+                .iter()
+                .map(|k| s[k].as_f64().unwrap())
+                .sum::<f64>()
+        })
+        .sum();
+    let cost = md
+        .split("## Wall-clock cost")
+        .nth(1)
+        .and_then(|d| d.lines().find(|l| l.starts_with("| a | 2 |")))
+        .unwrap_or_else(|| panic!("no cost row of arm a in\n{md}"));
+    assert!(
+        cost.starts_with(&format!("| a | 2 | {:.1} |", seconds / 60.0)),
+        "{cost}"
+    );
 }

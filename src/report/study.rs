@@ -309,6 +309,13 @@ pub fn study_markdown(arms: &[Arm], measures: &[&str]) -> String {
             100.0 * WEAKEST as f64 / classes(arms).max(1) as f64
         );
     }
+    let _ = writeln!(out, "## Wall-clock cost\n");
+    out.push_str(&cost_table(arms));
+    let _ = writeln!(
+        out,
+        "\nDistillation: the epochs' phases (`metrics.jsonl`), without the final comparison; \
+         evaluation: the attacks of `eval-10k.json` and `eval-aa1000.json`.\n"
+    );
     let Some(first) = arms.first().and_then(|a| a.seeds.first()) else {
         return out;
     };
@@ -415,6 +422,51 @@ pub fn diagnostics_table(arms: &[Arm]) -> String {
         );
     }
     if any { out } else { String::new() }
+}
+
+/// The wall-clock cost of every arm, mean ± std over its runs, in minutes: distillation (the
+/// epochs' phases from `metrics.jsonl`, resumed slices included, the final comparison not) and
+/// evaluation (every attack of the merged evaluations; the clean pass is not timed).
+pub fn cost_table(arms: &[Arm]) -> String {
+    let mut out = String::from(
+        "| arm | runs | distillation (min) | evaluation (min) |\n|---|---:|---:|---:|\n",
+    );
+    for arm in arms {
+        let distill: Vec<f64> = arm
+            .histories
+            .iter()
+            .map(|h| {
+                h.iter()
+                    .map(|r| {
+                        let s = &r.seconds;
+                        s.synthesis + s.fragility + s.student + s.evaluation
+                    })
+                    .sum::<f64>()
+                    / 60.0
+            })
+            .collect();
+        let evaluation: Vec<f64> = arm
+            .seeds
+            .iter()
+            .map(|r| r.attacks.iter().map(|a| a.seconds).sum::<f64>() / 60.0)
+            .collect();
+        let show = |v: &[f64]| {
+            if v.is_empty() {
+                "–".to_string()
+            } else {
+                Spread::of(v).show(1.0, 1)
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            arm.name,
+            arm.seeds.len(),
+            show(&distill),
+            show(&evaluation)
+        );
+    }
+    out
 }
 
 /// Per measure, a bar chart of the class-wise accuracy of every arm (mean over seeds), the
