@@ -272,16 +272,6 @@ impl Attack for Apgd {
         self.eps
     }
 
-    fn perturb(
-        &self,
-        model: &dyn Model,
-        x: Tensor<4>,
-        labels: Tensor<1, Int>,
-        seed: u64,
-    ) -> Result<Tensor<4>> {
-        self.perturb_observed(model, x, labels, seed, &mut ())
-    }
-
     fn perturb_observed(
         &self,
         model: &dyn Model,
@@ -373,16 +363,6 @@ impl Attack for ApgdTargeted {
 
     fn eps(&self) -> f32 {
         self.eps
-    }
-
-    fn perturb(
-        &self,
-        model: &dyn Model,
-        x: Tensor<4>,
-        labels: Tensor<1, Int>,
-        seed: u64,
-    ) -> Result<Tensor<4>> {
-        self.perturb_observed(model, x, labels, seed, &mut ())
     }
 
     fn perturb_observed(

@@ -18,16 +18,22 @@ pub trait Attack {
     fn eps(&self) -> f32;
 
     /// Adversarial images for the batch `x` `[B, C, H, W]` (in `[0, 1]`) with labels `[B]`.
+    ///
+    /// An attack implements this or, when it makes several passes (restarts, target classes),
+    /// [`perturb_observed`](Attack::perturb_observed); each method's default calls the other.
     fn perturb(
         &self,
         model: &dyn Model,
         x: Tensor<4>,
         labels: Tensor<1, Int>,
         seed: u64,
-    ) -> Result<Tensor<4>>;
+    ) -> Result<Tensor<4>> {
+        self.perturb_observed(model, x, labels, seed, &mut ())
+    }
 
     /// [`perturb`](Attack::perturb), telling `observer` as each pass (restart or target class)
-    /// starts. Attacks of a single pass keep this default, which tells nothing.
+    /// starts. Attacks of a single pass keep this default, which tells nothing and calls
+    /// `perturb`.
     fn perturb_observed(
         &self,
         model: &dyn Model,

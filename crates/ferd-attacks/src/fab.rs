@@ -329,16 +329,6 @@ impl Attack for Fab {
         self.eps
     }
 
-    fn perturb(
-        &self,
-        model: &dyn Model,
-        x: Tensor<4>,
-        labels: Tensor<1, Int>,
-        seed: u64,
-    ) -> Result<Tensor<4>> {
-        self.perturb_observed(model, x, labels, seed, &mut ())
-    }
-
     fn perturb_observed(
         &self,
         model: &dyn Model,

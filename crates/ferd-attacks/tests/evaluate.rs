@@ -15,17 +15,28 @@ use ferd_data::{DatasetName, Split};
 use ferd_models::small_cnn::SmallCnnConfig;
 use ferd_models::weights::load_pytorch;
 
-#[test]
-fn report_matches_hand_counts_and_round_trips() {
-    let device = test_device();
-    let mut model = SmallCnnConfig::new().with_width(8).init(&device);
+/// The small CNN of width 8 with the weights PyTorch saved for the golden tests.
+fn fixture_model(device: &burn::tensor::Device) -> ferd_models::small_cnn::SmallCnn {
+    let mut model = SmallCnnConfig::new().with_width(8).init(device);
     let weights =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small_cnn_w8.safetensors");
     load_pytorch(&mut model, &weights).unwrap();
-    let model = Frozen::new(&model);
-    let data = ferd_data::load(DatasetName::FashionMnist, Split::Test, None)
+    model
+}
+
+/// `per_class` Fashion-MNIST test images of each class.
+fn test_images(per_class: usize) -> ferd_data::ImageDataset {
+    ferd_data::load(DatasetName::FashionMnist, Split::Test, None)
         .unwrap()
-        .balanced_subset(6);
+        .balanced_subset(per_class)
+}
+
+#[test]
+fn report_matches_hand_counts_and_round_trips() {
+    let device = test_device();
+    let model = fixture_model(&device);
+    let model = Frozen::new(&model);
+    let data = test_images(6);
     let eps = 0.1;
     // Attacks as values of different types, passed by reference.
     let fgsm = Pgd::fgsm(eps);
@@ -238,14 +249,9 @@ fn assert_close(a: &serde_json::Value, b: &serde_json::Value) {
 #[test]
 fn targeted_attacks_report_every_pass() {
     let device = test_device();
-    let mut model = SmallCnnConfig::new().with_width(8).init(&device);
-    let weights =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small_cnn_w8.safetensors");
-    load_pytorch(&mut model, &weights).unwrap();
+    let model = fixture_model(&device);
     let model = Frozen::new(&model);
-    let data = ferd_data::load(DatasetName::FashionMnist, Split::Test, None)
-        .unwrap()
-        .balanced_subset(2);
+    let data = test_images(2);
     let all: Vec<usize> = (0..data.len()).collect();
     let batch = data.batch(&all, &device).unwrap();
     let correct = common::predict(&model, batch.images.clone())
