@@ -39,6 +39,27 @@ pub struct Arm {
     pub histories: Vec<Vec<EpochRecord>>,
 }
 
+impl Arm {
+    /// The class-wise figures of measure `name` for every seed; `None` when a seed lacks it.
+    fn accuracies(&self, name: &str) -> Option<Vec<&ClassWiseAccuracy>> {
+        self.seeds
+            .iter()
+            .map(|r| measure(r, name).map(|m| m.accuracy))
+            .collect()
+    }
+}
+
+/// Per class, the mean accuracy over seeds (`None` where a seed has no image of the class).
+fn class_means(accuracies: &[&ClassWiseAccuracy]) -> Vec<Option<f64>> {
+    let classes = accuracies.first().map_or(0, |a| a.per_class.len());
+    (0..classes)
+        .map(|c| {
+            let values: Option<Vec<f64>> = accuracies.iter().map(|a| a.per_class[c]).collect();
+            values.map(|v| v.iter().sum::<f64>() / v.len() as f64)
+        })
+        .collect()
+}
+
 /// Mean and sample standard deviation of a figure over seeds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Spread {
@@ -164,11 +185,7 @@ fn read_run(dir: &Path) -> Result<EvaluationReport, ReportError> {
 
 /// The three figures of the paper's tables for one measure over an arm's seeds.
 fn figures(arm: &Arm, name: &str) -> Option<[Spread; 3]> {
-    let accuracies: Vec<&ClassWiseAccuracy> = arm
-        .seeds
-        .iter()
-        .map(|r| measure(r, name).map(|m| m.accuracy))
-        .collect::<Option<_>>()?;
+    let accuracies = arm.accuracies(name)?;
     let pick = |f: fn(&ClassWiseAccuracy) -> Option<f64>| {
         let values: Option<Vec<f64>> = accuracies.iter().map(|a| f(a)).collect();
         values.map(|v| Spread::of(&v))
@@ -331,12 +348,8 @@ pub fn study_markdown(arms: &[Arm], measures: &[&str]) -> String {
         let columns: Vec<Vec<Option<Interval>>> = arms
             .iter()
             .map(|arm| {
-                let accuracies: Option<Vec<&ClassWiseAccuracy>> = arm
-                    .seeds
-                    .iter()
-                    .map(|r| measure(r, m).map(|x| x.accuracy))
-                    .collect();
-                accuracies.map_or_else(Vec::new, |a| class_intervals(&a, 0.95))
+                arm.accuracies(m)
+                    .map_or_else(Vec::new, |a| class_intervals(&a, 0.95))
             })
             .collect();
         for c in 0..first.clean.per_class.len() {
@@ -483,15 +496,7 @@ pub fn study_charts(arms: &[Arm], measures: &[&str]) -> Vec<(String, BarChart)> 
             let series = arms
                 .iter()
                 .filter_map(|arm| {
-                    let accuracies: Vec<&ClassWiseAccuracy> = arm
-                        .seeds
-                        .iter()
-                        .map(|r| measure(r, m).map(|x| x.accuracy))
-                        .collect::<Option<_>>()?;
-                    let values: Vec<Option<f64>> = class_intervals(&accuracies, 0.95)
-                        .iter()
-                        .map(|i| i.map(|i| i.estimate))
-                        .collect();
+                    let values = class_means(&arm.accuracies(m)?);
                     let marked = values
                         .iter()
                         .enumerate()
