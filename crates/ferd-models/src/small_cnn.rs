@@ -8,7 +8,6 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, LinearConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
@@ -98,7 +97,7 @@ impl Classifier for SmallCnn {
             for layer in pair {
                 out = layer.forward(out, tap);
             }
-            out = max_pool2d(out, MaxPoolOptions::new([2, 2]));
+            out = ferd_core::ops::max_pool2d(out, MaxPoolOptions::new([2, 2]));
         }
         out
     }

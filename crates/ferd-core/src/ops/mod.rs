@@ -1,23 +1,27 @@
 //! ferd's own operations, where Burn's CPU backend is slow for the small networks ferd trains.
 //!
-//! [`conv2d`] is a drop-in for `burn::tensor::module::conv2d`. On Flex with f32 tensors it runs
-//! ferd's im2col + GEMM kernels (forward, and on an autodiff device the input and weight
-//! gradients too, see `docs/performance.md`); on every other backend and dtype it calls Burn's
-//! op unchanged. The environment variable [`KERNELS_VAR`] set to `burn` forces Burn's op
-//! everywhere, for comparisons.
+//! [`conv2d`] is a drop-in for `burn::tensor::module::conv2d`, [`max_pool2d`] for
+//! `burn::tensor::module::max_pool2d`. On Flex with f32 tensors they run ferd's kernels (the
+//! forward, and on an autodiff device the gradients too, see `docs/performance.md`); on every
+//! other backend and dtype they call Burn's op unchanged. The environment variable
+//! [`KERNELS_VAR`] set to `burn` forces Burn's ops everywhere, for comparisons.
 
 pub mod conv_cpu;
 #[cfg(feature = "flex")]
-mod flex;
+mod conv_flex;
+pub mod pool_cpu;
+#[cfg(feature = "flex")]
+mod pool_flex;
 
 use std::sync::OnceLock;
 
 use burn::tensor::Tensor;
-use burn::tensor::module::conv2d as burn_conv2d;
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::{conv2d as burn_conv2d, max_pool2d as burn_max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 
 use crate::error::{Result, shape_error};
 use conv_cpu::ConvGeometry;
+use pool_cpu::PoolGeometry;
 
 /// The environment variable that selects the convolution kernels: `ferd` (default) or `burn`.
 pub const KERNELS_VAR: &str = "FERD_KERNELS";
@@ -82,13 +86,13 @@ pub fn conv2d(
     if let Err(error) = check_conv2d(x.dims(), weight.dims(), &options) {
         panic!("{error}");
     }
-    if !uses_ferd_kernels(&x, &weight) {
+    if !uses_ferd_kernels(&[&x, &weight]) {
         return burn_conv2d(x, weight, bias, options);
     }
     #[cfg(feature = "flex")]
     {
         use burn::backend::Dispatch;
-        let y = Tensor::<4>::from_dispatch(<Dispatch as flex::ConvBackend>::ferd_conv2d(
+        let y = Tensor::<4>::from_dispatch(<Dispatch as conv_flex::ConvBackend>::ferd_conv2d(
             x.into_dispatch(),
             weight.into_dispatch(),
             options,
@@ -105,22 +109,81 @@ pub fn conv2d(
     unreachable!("ferd's kernels exist only with the flex feature")
 }
 
-/// Whether [`conv2d`] takes ferd's kernels for these tensors: Flex (plain or autodiff), f32 on
-/// both sides, and not switched off by [`KERNELS_VAR`].
-fn uses_ferd_kernels(x: &Tensor<4>, weight: &Tensor<4>) -> bool {
+/// Checks that a `kernel` window at `stride` fits `x`, with an error that names the shapes.
+pub fn check_max_pool2d(x: [usize; 4], options: &MaxPoolOptions<2>) -> Result<()> {
+    let [_, _, height, width] = x;
+    let padded = |size: usize, (begin, end): (usize, usize)| size + begin + end;
+    let span = |k: usize, d: usize| d * (k.max(1) - 1) + 1;
+    PoolGeometry::new(
+        [
+            x[0],
+            x[1],
+            padded(height, options.padding[0]),
+            padded(width, options.padding[1]),
+        ],
+        [
+            span(options.kernel_size[0], options.dilation[0]),
+            span(options.kernel_size[1], options.dilation[1]),
+        ],
+        options.stride,
+    )
+    .map(|_| ())
+    .map_err(|detail| shape_error("max_pool2d", detail))
+}
+
+/// 2-D max pooling, `[B, C, H, W] -> [B, C, H', W']`, as `burn::tensor::module::max_pool2d`
+/// computes it (same options, same gradients, ties and NaN resolved as PyTorch does), on ferd's
+/// kernels where it has them: windows without padding or dilation, floor mode.
+///
+/// # Panics
+/// If the window does not fit the input (as Burn's op does); [`check_max_pool2d`] tells first.
+///
+/// # Examples
+/// ```
+/// use burn::tensor::{Device, Tensor, ops::MaxPoolOptions};
+/// let device = Device::default();
+/// let x = Tensor::<1>::from_floats([1.0, 5.0, 3.0, 4.0], &device).reshape([1, 1, 2, 2]);
+/// let y = ferd_core::ops::max_pool2d(x, MaxPoolOptions::new([2, 2]));
+/// assert_eq!(y.into_data().try_to_vec::<f32>().unwrap(), [5.0]);
+/// ```
+pub fn max_pool2d(x: Tensor<4>, options: MaxPoolOptions<2>) -> Tensor<4> {
+    if let Err(error) = check_max_pool2d(x.dims(), &options) {
+        panic!("{error}");
+    }
+    let plain = options.padding == [(0, 0); 2] && options.dilation == [1, 1] && !options.ceil_mode;
+    if !plain || !uses_ferd_kernels(&[&x]) {
+        return burn_max_pool2d(x, options);
+    }
+    #[cfg(feature = "flex")]
+    {
+        use burn::backend::Dispatch;
+        Tensor::<4>::from_dispatch(<Dispatch as pool_flex::PoolBackend>::ferd_max_pool2d(
+            x.into_dispatch(),
+            options.kernel_size,
+            options.stride,
+        ))
+    }
+    #[cfg(not(feature = "flex"))]
+    unreachable!("ferd's kernels exist only with the flex feature")
+}
+
+/// Whether an op takes ferd's kernels for these tensors: all on Flex (plain or autodiff), all
+/// f32, and not switched off by [`KERNELS_VAR`].
+fn uses_ferd_kernels(tensors: &[&Tensor<4>]) -> bool {
     #[cfg(feature = "flex")]
     {
         kernels() == Kernels::Ferd
-            && x.dtype() == burn::tensor::DType::F32
-            && weight.dtype() == burn::tensor::DType::F32
-            && matches!(
-                x.device().as_dispatch().clone().inner(),
-                burn::backend::DispatchDevice::Flex(_)
-            )
+            && tensors.iter().all(|t| {
+                t.dtype() == burn::tensor::DType::F32
+                    && matches!(
+                        t.device().as_dispatch().clone().inner(),
+                        burn::backend::DispatchDevice::Flex(_)
+                    )
+            })
     }
     #[cfg(not(feature = "flex"))]
     {
-        let _ = (x, weight);
+        let _ = tensors;
         false
     }
 }

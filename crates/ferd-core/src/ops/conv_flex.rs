@@ -66,8 +66,8 @@ fn dims4(shape: &Shape) -> [usize; 4] {
 }
 
 /// The contiguous f32 values of a Flex tensor (a copy only when it is not contiguous).
-fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    assert_eq!(tensor.dtype(), DType::F32, "ferd conv2d: f32 only");
+pub(super) fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    assert_eq!(tensor.dtype(), DType::F32, "ferd kernels: f32 only");
     match tensor.as_slice::<f32>() {
         Some(slice) => std::borrow::Cow::Borrowed(slice),
         None => std::borrow::Cow::Owned(
