@@ -8,7 +8,8 @@
 # RAYON_NUM_THREADS=THREADS. PyTorch: tools/bench/torch_*.py (medians) with
 # torch.set_num_threads(THREADS). Environment: PYTHON (default python3, needs torch, torchattacks,
 # safetensors), FERD_BENCH_IMAGES (images of the attack workloads, default 200), FERD_KERNELS=burn
-# (Burn's convolution instead of ferd's, for the "before" column). Not part of CI.
+# (Burn's convolution and pooling instead of ferd's, for the "before" column), FERD_FEATURES
+# (cargo features of the ferd side, e.g. x86-v4). Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 threads="${1:-2}"
@@ -16,10 +17,11 @@ python="${PYTHON:-python3}"
 export RAYON_NUM_THREADS="$threads" THREADS="$threads" OMP_NUM_THREADS="$threads"
 export FERD_BENCH_IMAGES="${FERD_BENCH_IMAGES:-200}"
 
-cargo bench --bench models --bench ferd -- --noplot >&2
-cargo bench --bench attacks >&2
+features=(${FERD_FEATURES:+--features "$FERD_FEATURES"})
+cargo bench "${features[@]}" --bench models --bench ferd -- --noplot >&2
+cargo bench "${features[@]}" --bench attacks >&2
 
-echo "$(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $threads threads, kernels ${FERD_KERNELS:-ferd}"
+echo "$(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $threads threads, kernels ${FERD_KERNELS:-ferd}, features ${FERD_FEATURES:-default}"
 echo
 echo "| workload | PyTorch | ferd | ferd / PyTorch |"
 echo "|---|---|---|---|"

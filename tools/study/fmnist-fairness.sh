@@ -18,12 +18,16 @@ cd "$(dirname "$0")/../.."
 
 STUDY=studies/fmnist-fairness
 RUNS=runs/study
-# One binary for the whole study, whatever is built beside it: built once here (the dev profile
-# is optimized, Cargo.toml) and copied, with the commit it was built from in the log.
+# One binary for the whole study, whatever is built beside it: built at the first start (the dev
+# profile is optimized, Cargo.toml), copied, and kept with the commit it was built from, so that
+# later speed work does not change the study's arithmetic. Delete runs/study/ferd to rebuild.
 mkdir -p "$RUNS"
-cargo build --quiet --bin ferd
-cp target/debug/ferd "$RUNS/ferd.new" && mv "$RUNS/ferd.new" "$RUNS/ferd"
-echo "study binary from commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (modified)')" >&2
+if [[ ! -x "$RUNS/ferd" ]]; then
+  cargo build --quiet --bin ferd
+  cp target/debug/ferd "$RUNS/ferd.new" && mv "$RUNS/ferd.new" "$RUNS/ferd"
+  echo "$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (modified)')" > "$RUNS/ferd.commit"
+fi
+echo "study binary from commit $(cat "$RUNS/ferd.commit")" >&2
 FERD=("$RUNS/ferd")
 STUDENT=small-cnn-8
 TEACHER=models/fmnist-small-teacher/teacher.bpk
