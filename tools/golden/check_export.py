@@ -2,7 +2,7 @@
 definitions of model_fixtures.py with `load_state_dict(strict=True)`, and compares the logits on
 the fixtures' inputs with those PyTorch computed when it made the fixtures (models.json).
 
-    FERD_EXPORT_DIR=/tmp/export cargo test --test pytorch_golden pytorch_layout_export
+    FERD_EXPORT_DIR=/tmp/export cargo test -p ferd-models --test integration pytorch_layout_export
     python3 tools/golden/check_export.py /tmp/export          (needs torch and safetensors)
 """
 import json

@@ -2,7 +2,7 @@
 //! by hand, composite attacks report their stages, and the report round-trips through JSON and
 //! prints with class names.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

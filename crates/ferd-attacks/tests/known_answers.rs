@@ -3,7 +3,7 @@
 //! `x*_i = clip01(x_i - eps sign(v_i))`: FGSM finds it in one step, PGD and APGD reach it, and a
 //! point is robust exactly when its margin at `x*` stays positive.
 
-mod common;
+use crate::common;
 
 use common::{host, images, labels, linear, predict, uniform};
 use ferd_attacks::{Apgd, ApgdLoss, Attack, Pgd};

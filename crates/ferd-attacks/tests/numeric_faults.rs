@@ -2,7 +2,7 @@
 //! `evaluate`, never a silently scored point: NaN has no arg-max, and counting such a point as
 //! classified (or as robust) would hide a broken model behind a plausible number.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Tensor;
 use common::{images, labels, linear, uniform};

@@ -2,7 +2,7 @@
 //! `[0, 1]`, deterministically for a seed; bad input is an error, not a panic. Runs on the
 //! device of `FERD_TEST_DEVICE`.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Tensor;
 use common::{host, images, labels, linear, predict, uniform};

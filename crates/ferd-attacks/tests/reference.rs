@@ -3,7 +3,7 @@
 //! `tools/golden/attack_fixtures.py`): the deterministic pieces match element-wise, AutoAttack
 //! standard's robust accuracy within one point, and the attacks rank as they should.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

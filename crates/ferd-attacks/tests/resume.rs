@@ -155,7 +155,7 @@ fn a_killed_evaluation_resumes_to_the_same_report() {
     let _ = std::fs::remove_file(&report_path);
     let spawn = || {
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_evaluation", "--test-threads", "1"])
+            .args(["--exact", "resume::child_evaluation", "--test-threads", "1"])
             .env(CHILD_ENV, &state)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -4,7 +4,7 @@
 //! and the failing term says where to look. Tolerance: 1e-4 relative to the largest entry. On flex itself there is
 //! nothing to compare and the tests return at once.
 
-mod common;
+use crate::common;
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};

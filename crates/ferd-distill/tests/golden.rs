@@ -4,7 +4,7 @@
 //! the student loss with its gradient. The fixture's noise is replayed into ferd. Tolerance:
 //! 1e-4 relative (to the value, or to a vector's largest entry).
 
-mod common;
+use crate::common;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;

@@ -6,7 +6,7 @@
 //! only when `FERD_KILL_TEST_DIR` is set), kills it after a seeded random delay, and starts it
 //! again with `resume`, until a child finishes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -91,7 +91,7 @@ fn child_run() {
 
 fn spawn_child(dir: &Path) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_run", "--test-threads", "1"])
+        .args(["--exact", "kill::child_run", "--test-threads", "1"])
         .env(CHILD_ENV, dir)
         // One core for the child, one for the parent that watches for checkpoint writes.
         .env("RAYON_NUM_THREADS", "1")

@@ -2,7 +2,7 @@
 //! method lower its loss, PGD-AT gives a more robust model than standard training, and a run
 //! resumed from its checkpoint ends with the same weights as an uninterrupted one.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 
