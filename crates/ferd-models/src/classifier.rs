@@ -2,6 +2,8 @@
 
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+use ferd_core::ops::{Activation, channel_affine};
 
 /// The input statistics of one BatchNorm layer during a forward pass, next to the layer's
 /// running statistics: what DeepInversion's loss compares (`||mu - running_mean||_2 +
@@ -42,6 +44,26 @@ impl Tap {
     /// Applies `bn` to `x`, recording `x`'s statistics when asked. The layer itself behaves as
     /// it always does (inference mode on a `valid()` or frozen model).
     pub fn batch_norm(&mut self, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+        self.batch_norm_then(bn, x, Activation::Identity)
+    }
+
+    /// `relu(bn(x))`, recording `x`'s statistics when asked; in inference mode one op
+    /// ([`ferd_core::ops::channel_affine`]).
+    pub fn batch_norm_relu(&mut self, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+        self.batch_norm_then(bn, x, Activation::Relu)
+    }
+
+    /// `activation(bn(x))`. In training mode (an autodiff device and the layer's training flag
+    /// on) Burn's layer, which updates the running statistics. In inference mode the layer is
+    /// the per-channel map `x * scale + shift` with `scale = gamma / sqrt(running_var + eps)`
+    /// and `shift = beta - running_mean * scale`, the form PyTorch evaluates, fused with the
+    /// activation: one pass over the activation instead of Burn's five.
+    fn batch_norm_then(
+        &mut self,
+        bn: &BatchNorm,
+        x: Tensor<4>,
+        activation: Activation,
+    ) -> Tensor<4> {
         if let Some(stats) = &mut self.bn_stats {
             let [_, channels, _, _] = x.dims();
             let per_channel = x.clone().swap_dims(0, 1).reshape([channels as i64, -1]);
@@ -53,7 +75,19 @@ impl Tap {
                 running_var: bn.running_var.value(),
             });
         }
-        bn.forward(x)
+        let device = x.device();
+        if device.is_autodiff() && bn.training.is_enabled() {
+            let y = bn.forward(x);
+            return match activation {
+                Activation::Identity => y,
+                Activation::Relu => relu(y),
+            };
+        }
+        let mean = bn.running_mean.value().to_device(&device);
+        let var = bn.running_var.value().to_device(&device);
+        let scale = bn.gamma.val() / var.add_scalar(bn.epsilon).sqrt();
+        let shift = bn.beta.val() - mean * scale.clone();
+        channel_affine(x, scale, shift, activation)
     }
 
     /// The recorded statistics (empty when nothing was recorded).

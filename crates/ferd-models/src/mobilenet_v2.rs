@@ -10,7 +10,6 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::classifier::{Classifier, Tap};
@@ -84,8 +83,8 @@ impl InvertedResidual {
     }
 
     fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
-        let out = relu(tap.batch_norm(&self.bn1, conv_forward(&self.conv1, x.clone())));
-        let out = relu(tap.batch_norm(&self.bn2, conv_forward(&self.conv2, out)));
+        let out = tap.batch_norm_relu(&self.bn1, conv_forward(&self.conv1, x.clone()));
+        let out = tap.batch_norm_relu(&self.bn2, conv_forward(&self.conv2, out));
         let out = tap.batch_norm(&self.bn3, conv_forward(&self.conv3, out));
         if self.stride != 1 {
             return out;
@@ -149,11 +148,11 @@ impl MobileNetV2Config {
 impl Classifier for MobileNetV2 {
     fn features_tapped(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
         let x = normalize(&self.normalization, x);
-        let mut out = relu(tap.batch_norm(&self.bn1, conv_forward(&self.conv1, x)));
+        let mut out = tap.batch_norm_relu(&self.bn1, conv_forward(&self.conv1, x));
         for block in &self.layers {
             out = block.forward(out, tap);
         }
-        relu(tap.batch_norm(&self.bn2, conv_forward(&self.conv2, out)))
+        tap.batch_norm_relu(&self.bn2, conv_forward(&self.conv2, out))
     }
 
     fn head_tapped(&self, z: Tensor<4>, _tap: &mut Tap) -> Tensor<2> {

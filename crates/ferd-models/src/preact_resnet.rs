@@ -9,7 +9,6 @@
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::classifier::{Classifier, Tap};
@@ -42,13 +41,13 @@ impl PreActBlock {
     }
 
     fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
-        let pre = relu(tap.batch_norm(&self.bn1, x.clone()));
+        let pre = tap.batch_norm_relu(&self.bn1, x.clone());
         let skip = match &self.shortcut {
             Some(shortcut) => shortcut.forward(pre.clone(), tap),
             None => x,
         };
         let out = conv_forward(&self.conv1, pre);
-        let out = conv_forward(&self.conv2, relu(tap.batch_norm(&self.bn2, out)));
+        let out = conv_forward(&self.conv2, tap.batch_norm_relu(&self.bn2, out));
         out + skip
     }
 }
@@ -105,7 +104,7 @@ impl Classifier for PreActResNet {
 
     fn head_tapped(&self, z: Tensor<4>, tap: &mut Tap) -> Tensor<2> {
         self.linear
-            .forward(global_avg_pool(relu(tap.batch_norm(&self.bn, z))))
+            .forward(global_avg_pool(tap.batch_norm_relu(&self.bn, z)))
     }
 
     fn num_classes(&self) -> usize {

@@ -63,7 +63,7 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
-        let out = relu(tap.batch_norm(&self.bn1, conv_forward(&self.conv1, x.clone())));
+        let out = tap.batch_norm_relu(&self.bn1, conv_forward(&self.conv1, x.clone()));
         let out = tap.batch_norm(&self.bn2, conv_forward(&self.conv2, out));
         let skip = match &self.shortcut {
             Some(shortcut) => shortcut.forward(x, tap),
@@ -161,7 +161,7 @@ impl ResNetConfig {
 impl Classifier for ResNet {
     fn features_tapped(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
         let x = normalize(&self.normalization, x);
-        let mut out = relu(tap.batch_norm(&self.bn1, conv_forward(&self.conv1, x)));
+        let mut out = tap.batch_norm_relu(&self.bn1, conv_forward(&self.conv1, x));
         for block in self
             .layer1
             .iter()

@@ -50,7 +50,7 @@ impl ConvBn {
     }
 
     fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
-        relu(tap.batch_norm(&self.bn, conv_forward(&self.conv, x)))
+        tap.batch_norm_relu(&self.bn, conv_forward(&self.conv, x))
     }
 }
 

@@ -57,8 +57,8 @@ impl WrnBlock {
     }
 
     fn forward(&self, x: Tensor<4>, tap: &mut Tap) -> Tensor<4> {
-        let pre = relu(tap.batch_norm(&self.bn1, x.clone()));
-        let out = relu(tap.batch_norm(&self.bn2, conv_forward(&self.conv1, pre.clone())));
+        let pre = tap.batch_norm_relu(&self.bn1, x.clone());
+        let out = tap.batch_norm_relu(&self.bn2, conv_forward(&self.conv1, pre.clone()));
         let out = conv_forward(&self.conv2, out);
         match &self.conv_shortcut {
             // A projecting block adds the projection of the pre-activated input.

@@ -1,11 +1,15 @@
 //! ferd's own operations, where Burn's CPU backend is slow for the small networks ferd trains.
 //!
 //! [`conv2d`] is a drop-in for `burn::tensor::module::conv2d`, [`max_pool2d`] for
-//! `burn::tensor::module::max_pool2d`. On Flex with f32 tensors they run ferd's kernels (the
+//! `burn::tensor::module::max_pool2d`, [`channel_affine`] for an inference-mode BatchNorm and its
+//! ReLU. On Flex with f32 tensors they run ferd's kernels (the
 //! forward, and on an autodiff device the gradients too, see `docs/performance.md`); on every
 //! other backend and dtype they call Burn's op unchanged. The environment variable
 //! [`KERNELS_VAR`] set to `burn` forces Burn's ops everywhere, for comparisons.
 
+pub mod affine_cpu;
+#[cfg(feature = "flex")]
+mod affine_flex;
 pub mod conv_cpu;
 #[cfg(feature = "flex")]
 mod conv_flex;
@@ -20,6 +24,8 @@ use burn::tensor::module::{conv2d as burn_conv2d, max_pool2d as burn_max_pool2d}
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 
 use crate::error::{Result, shape_error};
+pub use affine_cpu::Activation;
+use affine_cpu::AffineGeometry;
 use conv_cpu::ConvGeometry;
 use pool_cpu::PoolGeometry;
 
@@ -162,6 +168,70 @@ pub fn max_pool2d(x: Tensor<4>, options: MaxPoolOptions<2>) -> Tensor<4> {
             options.kernel_size,
             options.stride,
         ))
+    }
+    #[cfg(not(feature = "flex"))]
+    unreachable!("ferd's kernels exist only with the flex feature")
+}
+
+/// Checks that per-channel parameters of length `params` fit `x`, with an error that names the
+/// shapes.
+pub fn check_channel_affine(x: [usize; 4], params: usize) -> Result<()> {
+    AffineGeometry::new(x, params)
+        .map(|_| ())
+        .map_err(|detail| shape_error("channel_affine", detail))
+}
+
+/// `activation(x * scale[c] + shift[c])` over `x [B, C, H, W]`: an inference-mode BatchNorm
+/// (`scale = gamma / sqrt(running_var + eps)`, `shift = beta - running_mean * scale`, PyTorch's
+/// own form) and its ReLU in one op. On Flex with f32 tensors it is one pass forward and one
+/// backward (ferd's kernel); elsewhere, or when `scale` or `shift` needs a gradient, Burn's ops.
+///
+/// # Panics
+/// If `scale` or `shift` does not have one value per channel; [`check_channel_affine`] tells
+/// first.
+///
+/// # Examples
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use ferd_core::ops::{Activation, channel_affine};
+/// let device = Device::default();
+/// let x = Tensor::<1>::from_floats([1.0, -1.0, 2.0, -2.0], &device).reshape([1, 2, 1, 2]);
+/// let scale = Tensor::<1>::from_floats([2.0, 1.0], &device);
+/// let shift = Tensor::<1>::from_floats([0.0, 1.0], &device);
+/// let y = channel_affine(x, scale, shift, Activation::Relu);
+/// assert_eq!(y.into_data().try_to_vec::<f32>().unwrap(), [2.0, 0.0, 3.0, 0.0]);
+/// ```
+pub fn channel_affine(
+    x: Tensor<4>,
+    scale: Tensor<1>,
+    shift: Tensor<1>,
+    activation: Activation,
+) -> Tensor<4> {
+    let [channels] = scale.dims();
+    for params in [channels, shift.dims()[0]] {
+        if let Err(error) = check_channel_affine(x.dims(), params) {
+            panic!("{error}");
+        }
+    }
+    let constants = !scale.is_require_grad() && !shift.is_require_grad();
+    if !constants || !uses_ferd_kernels(&[&x]) {
+        let y = x * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1]);
+        return match activation {
+            Activation::Identity => y,
+            Activation::Relu => burn::tensor::activation::relu(y),
+        };
+    }
+    #[cfg(feature = "flex")]
+    {
+        use burn::backend::Dispatch;
+        Tensor::<4>::from_dispatch(
+            <Dispatch as affine_flex::AffineBackend>::ferd_channel_affine(
+                x.into_dispatch(),
+                scale.into_dispatch(),
+                shift.into_dispatch(),
+                activation,
+            ),
+        )
     }
     #[cfg(not(feature = "flex"))]
     unreachable!("ferd's kernels exist only with the flex feature")
