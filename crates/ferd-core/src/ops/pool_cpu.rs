@@ -186,14 +186,55 @@ pub fn input_grad(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 .zip(x.chunks(g.plane_len()))
                 .zip(dy.chunks(g.out_plane_len()))
             {
-                for oy in 0..g.out_height {
-                    for ox in 0..g.out_width {
-                        dx[g.winner(plane, oy, ox)] += dy[oy * g.out_width + ox];
-                    }
-                }
+                grad_plane(g, plane, dy, dx);
             }
         });
     dx
+}
+
+/// One plane's input gradient, added into `dx`.
+fn grad_plane(g: &PoolGeometry, plane: &[f32], dy: &[f32], dx: &mut [f32]) {
+    if g.kernel == [2, 2] && g.stride == [2, 2] {
+        return grad_plane_2x2(g, plane, dy, dx);
+    }
+    for oy in 0..g.out_height {
+        for ox in 0..g.out_width {
+            dx[g.winner(plane, oy, ox)] += dy[oy * g.out_width + ox];
+        }
+    }
+}
+
+/// [`grad_plane`] for 2x2 windows at stride 2. The windows do not overlap, so each input gets
+/// its window's gradient or nothing: the winner is found as [`pool_plane_2x2`] finds it (the
+/// better of each row's pair, then of the two rows) and the four gradients are written as
+/// selects, in a loop the compiler vectorizes. The scattered `+=` of the general loop, with its
+/// index arithmetic, took about a seventh of an attack's time on a small CNN.
+fn grad_plane_2x2(g: &PoolGeometry, plane: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let span = 2 * g.out_width;
+    for (oy, dy) in dy.chunks(g.out_width).enumerate() {
+        let row = 2 * oy * g.width;
+        let upper = &plane[row..][..span];
+        let lower = &plane[row + g.width..][..span];
+        let (dx_upper, dx_lower) = dx[row..].split_at_mut(g.width);
+        let windows = dy
+            .iter()
+            .zip(upper.chunks_exact(2))
+            .zip(lower.chunks_exact(2))
+            .zip(dx_upper[..span].chunks_exact_mut(2))
+            .zip(dx_lower[..span].chunks_exact_mut(2));
+        for ((((&d, a), b), da), db) in windows {
+            let right_of_upper = wins(a[1], a[0]);
+            let right_of_lower = wins(b[1], b[0]);
+            let upper_best = if right_of_upper { a[1] } else { a[0] };
+            let lower_best = if right_of_lower { b[1] } else { b[0] };
+            let lower_row = wins(lower_best, upper_best);
+            let pass = |won: bool| if won { d } else { 0.0 };
+            da[0] = pass(!lower_row & !right_of_upper);
+            da[1] = pass(!lower_row & right_of_upper);
+            db[0] = pass(lower_row & !right_of_lower);
+            db[1] = pass(lower_row & right_of_lower);
+        }
+    }
 }
 
 #[cfg(test)]
