@@ -2,7 +2,6 @@
 
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
-use burn::tensor::activation::relu;
 use ferd_core::ops::{Activation, channel_affine};
 
 /// The input statistics of one BatchNorm layer during a forward pass, next to the layer's
@@ -77,11 +76,7 @@ impl Tap {
         }
         let device = x.device();
         if device.is_autodiff() && bn.training.is_enabled() {
-            let y = bn.forward(x);
-            return match activation {
-                Activation::Identity => y,
-                Activation::Relu => relu(y),
-            };
+            return activation.apply(bn.forward(x));
         }
         let mean = bn.running_mean.value().to_device(&device);
         let var = bn.running_var.value().to_device(&device);

@@ -157,35 +157,35 @@ pub fn input_grad_in_place(
     });
 }
 
-/// [`forward_in_place`] into a new vector.
-pub fn forward(
-    g: &AffineGeometry,
-    x: &[f32],
-    scale: &[f32],
-    shift: &[f32],
-    activation: Activation,
-) -> Vec<f32> {
-    let mut y = x.to_vec();
-    forward_in_place(g, &mut y, scale, shift, activation);
-    y
-}
-
-/// [`input_grad_in_place`] into a new vector.
-pub fn input_grad(
-    g: &AffineGeometry,
-    y: &[f32],
-    dy: &[f32],
-    scale: &[f32],
-    activation: Activation,
-) -> Vec<f32> {
-    let mut dx = dy.to_vec();
-    input_grad_in_place(g, y, &mut dx, scale, activation);
-    dx
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`forward_in_place`] into a new vector.
+    fn forward(
+        g: &AffineGeometry,
+        x: &[f32],
+        scale: &[f32],
+        shift: &[f32],
+        activation: Activation,
+    ) -> Vec<f32> {
+        let mut y = x.to_vec();
+        forward_in_place(g, &mut y, scale, shift, activation);
+        y
+    }
+
+    /// [`input_grad_in_place`] into a new vector.
+    fn input_grad(
+        g: &AffineGeometry,
+        y: &[f32],
+        dy: &[f32],
+        scale: &[f32],
+        activation: Activation,
+    ) -> Vec<f32> {
+        let mut dx = dy.to_vec();
+        input_grad_in_place(g, y, &mut dx, scale, activation);
+        dx
+    }
 
     fn geometry(x: [usize; 4]) -> AffineGeometry {
         AffineGeometry::new(x, x[1]).unwrap()

@@ -216,10 +216,7 @@ pub fn channel_affine(
     let constants = !scale.is_require_grad() && !shift.is_require_grad();
     if !constants || !uses_ferd_kernels(&[&x]) {
         let y = x * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1]);
-        return match activation {
-            Activation::Identity => y,
-            Activation::Relu => burn::tensor::activation::relu(y),
-        };
+        return activation.apply(y);
     }
     #[cfg(feature = "flex")]
     {
@@ -235,6 +232,16 @@ pub fn channel_affine(
     }
     #[cfg(not(feature = "flex"))]
     unreachable!("ferd's kernels exist only with the flex feature")
+}
+
+impl Activation {
+    /// The activation alone, with Burn's ops: for the paths that do not fuse it.
+    pub fn apply(self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => burn::tensor::activation::relu(x),
+        }
+    }
 }
 
 /// Whether an op takes ferd's kernels for these tensors: all on Flex (plain or autodiff), all
