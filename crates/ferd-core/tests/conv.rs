@@ -20,8 +20,16 @@ struct Case {
     bias: bool,
 }
 
-fn random_case(seed: u64) -> Case {
+/// A random problem; `several_gemms` draws batches of 5 to 12 images of 12 to 24 pixels a side,
+/// so that the kernels split the batch into several GEMMs of several images each (they batch
+/// images up to 256 output positions per GEMM).
+fn random_case(seed: u64, several_gemms: bool) -> Case {
     let mut r = rng(seed);
+    let (batch, size) = if several_gemms {
+        (5..13, 12..25)
+    } else {
+        (1..4, 1..10)
+    };
     loop {
         let groups = [1, 1, 1, 2, 3][r.random_range(0..5)];
         let depthwise = r.random_bool(0.2);
@@ -39,10 +47,10 @@ fn random_case(seed: u64) -> Case {
             (r.random_range(0..3), r.random_range(0..3)),
         ];
         let x = [
-            r.random_range(1..4),
+            r.random_range(batch.clone()),
             groups * group_in,
-            r.random_range(1..10),
-            r.random_range(1..10),
+            r.random_range(size.clone()),
+            r.random_range(size.clone()),
         ];
         let w = [groups * group_out, group_in, kernel[0], kernel[1]];
         let options = ConvOptions::new_with_padding(stride, padding, dilation, groups);
@@ -95,11 +103,11 @@ fn run(
     out
 }
 
-#[test]
-fn conv2d_matches_burn_forward_and_gradients() {
+/// ferd's `conv2d` and Burn's agree on `seeds` random problems.
+fn matches_burn(seeds: std::ops::Range<u64>, several_gemms: bool) {
     let device = test_device();
-    for seed in 0..60 {
-        let case = random_case(seed);
+    for seed in seeds {
+        let case = random_case(seed, several_gemms);
         let ours = run(&case, &device, 1000 + seed, conv2d);
         let burn = run(&case, &device, 1000 + seed, burn_conv2d);
         for (what, (a, b)) in ["output", "input grad", "weight grad", "bias grad"]
@@ -119,9 +127,19 @@ fn conv2d_matches_burn_forward_and_gradients() {
 }
 
 #[test]
+fn conv2d_matches_burn_forward_and_gradients() {
+    matches_burn(0..60, false);
+}
+
+#[test]
+fn conv2d_matches_burn_with_several_images_per_gemm() {
+    matches_burn(100..120, true);
+}
+
+#[test]
 fn plain_tensors_take_the_same_path() {
     let device = test_device();
-    let case = random_case(7);
+    let case = random_case(7, false);
     let mut r = rng(8);
     let x = normal(&mut r, case.x, 0.0, 1.0, &device);
     let w = normal(&mut r, case.w, 0.0, 1.0, &device);

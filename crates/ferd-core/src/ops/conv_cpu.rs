@@ -380,8 +380,10 @@ fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
     }
 }
 
-/// Fills `col [K, N]` for one group of one image (`x` holds that group's channels).
-fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
+/// Fills one image's block of `col` for one group (`x` holds that group's channels): row `r` of
+/// the image's `[K, N]` im2col matrix goes to `col[r * ld..][..N]`, so that the blocks of several
+/// images sit side by side in one `[K, images * N]` matrix of leading dimension `ld`.
+fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
     let [kh, kw] = g.kernel;
     let (oh, ow) = (g.out_height, g.out_width);
     let plane = g.height * g.width;
@@ -389,7 +391,7 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
         let channel = &x[c * plane..(c + 1) * plane];
         for i in 0..kh {
             for j in 0..kw {
-                let row = &mut col[((c * kh + i) * kw + j) * oh * ow..][..oh * ow];
+                let row = &mut col[((c * kh + i) * kw + j) * ld..][..oh * ow];
                 let tap = g.tap(i, j);
                 row[..tap.rows.start * ow].fill(0.0);
                 row[tap.rows.end * ow..].fill(0.0);
@@ -405,9 +407,9 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
     }
 }
 
-/// Adds `col [K, N]` back into the image gradient `dx` (one group of one image): the adjoint of
-/// [`im2col`].
-fn col2im(g: &ConvGeometry, col: &[f32], dx: &mut [f32]) {
+/// Adds one image's block of `col` (leading dimension `ld`, as [`im2col`] lays it out) back into
+/// that image's gradient `dx` for one group: the adjoint of [`im2col`].
+fn col2im(g: &ConvGeometry, col: &[f32], ld: usize, dx: &mut [f32]) {
     let [kh, kw] = g.kernel;
     let (oh, ow) = (g.out_height, g.out_width);
     let plane = g.height * g.width;
@@ -415,7 +417,7 @@ fn col2im(g: &ConvGeometry, col: &[f32], dx: &mut [f32]) {
         let channel = &mut dx[c * plane..(c + 1) * plane];
         for i in 0..kh {
             for j in 0..kw {
-                let row = &col[((c * kh + i) * kw + j) * oh * ow..][..oh * ow];
+                let row = &col[((c * kh + i) * kw + j) * ld..][..oh * ow];
                 let tap = g.tap(i, j);
                 for oy in tap.rows.clone() {
                     let line = &mut channel[tap.input_row(oy) * g.width..][..g.width];
@@ -423,6 +425,101 @@ fn col2im(g: &ConvGeometry, col: &[f32], dx: &mut [f32]) {
                 }
             }
         }
+    }
+}
+
+/// A GEMM's columns below which images are batched into one GEMM. A deep layer has few output
+/// positions per image (16 for a 4x4 map): one GEMM per image then runs gemm's narrow edge
+/// kernel and packs the whole weight again for every image. From a 16x16 map on, one image is
+/// enough.
+const MIN_GEMM_COLUMNS: usize = 256;
+
+/// The images of one GEMM, `first..first + count`, whose `[K, count * N]` im2col matrix (and
+/// `[C_out/groups, count * N]` output block) has leading dimension `width = count * N`.
+#[derive(Clone, Copy)]
+struct Chunk {
+    first: usize,
+    count: usize,
+    width: usize,
+}
+
+impl ConvGeometry {
+    /// Images per GEMM: enough for [`MIN_GEMM_COLUMNS`] columns, never more than the batch.
+    /// It depends on the shapes alone, so the arithmetic (and every result) is the same whatever
+    /// the number of threads.
+    fn images_per_gemm(&self) -> usize {
+        MIN_GEMM_COLUMNS
+            .div_ceil(self.col_cols().max(1))
+            .clamp(1, self.batch.max(1))
+    }
+
+    /// The chunk of `count` images starting at image `first`.
+    fn chunk(&self, first: usize, count: usize) -> Chunk {
+        Chunk {
+            first,
+            count,
+            width: count * self.col_cols(),
+        }
+    }
+
+    /// Per-thread scratch of the im2col paths: the `[K, images * N]` matrix, then a
+    /// `[C_out/groups, images * N]` staging block for the chunks of several images.
+    fn scratch_len(&self) -> usize {
+        let width = self.images_per_gemm() * self.col_cols();
+        let staging = if self.images_per_gemm() > 1 {
+            self.group_out() * width
+        } else {
+            0
+        };
+        self.col_rows() * width + staging
+    }
+
+    /// `group`'s columns of the chunk's images, as a `[K, width]` matrix in `col`; a single
+    /// image of a pointwise convolution is read in place.
+    fn chunk_cols<'a>(
+        &self,
+        x: &'a [f32],
+        chunk: Chunk,
+        group: usize,
+        col: &'a mut [f32],
+    ) -> Mat<'a> {
+        let group_image = self.group_in() * self.height * self.width;
+        let image = |b: usize| &x[b * self.image_len() + group * group_image..][..group_image];
+        if chunk.count == 1 && self.is_pointwise() {
+            return Mat::new(image(chunk.first), self.col_rows(), chunk.width);
+        }
+        let n = self.col_cols();
+        for i in 0..chunk.count {
+            im2col(self, image(chunk.first + i), &mut col[i * n..], chunk.width);
+        }
+        Mat::new(
+            &col[..self.col_rows() * chunk.width],
+            self.col_rows(),
+            chunk.width,
+        )
+    }
+
+    /// `group`'s output rows of the chunk's images gathered into a `[C_out/groups, width]`
+    /// matrix (in `staging`), or read in place for a single image.
+    fn chunk_rows<'a>(
+        &self,
+        y: &'a [f32],
+        chunk: Chunk,
+        group: usize,
+        staging: &'a mut [f32],
+    ) -> Mat<'a> {
+        let (n, rows) = (self.col_cols(), self.group_out());
+        let block = |b: usize| &y[b * self.out_image_len() + group * rows * n..][..rows * n];
+        if chunk.count == 1 {
+            return Mat::new(block(chunk.first), rows, n);
+        }
+        for i in 0..chunk.count {
+            let image = block(chunk.first + i);
+            for o in 0..rows {
+                staging[o * chunk.width + i * n..][..n].copy_from_slice(&image[o * n..][..n]);
+            }
+        }
+        Mat::new(&staging[..rows * chunk.width], rows, chunk.width)
     }
 }
 
@@ -448,30 +545,30 @@ pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
             });
         return out;
     }
-    let (k, n) = (g.col_rows(), g.col_cols());
-    let group_out = g.group_out();
-    let group_image = g.group_in() * g.height * g.width;
-    let scratch = if g.is_pointwise() { 0 } else { k * n };
-    out.par_chunks_mut(g.out_image_len())
+    let (k, n, rows) = (g.col_rows(), g.col_cols(), g.group_out());
+    let per_gemm = g.images_per_gemm();
+    out.par_chunks_mut(per_gemm * g.out_image_len())
         .enumerate()
-        .for_each(|(b, out)| {
-            with_scratch(scratch, |col| {
-                let image = &x[b * g.image_len()..][..g.image_len()];
+        .for_each(|(index, out)| {
+            let chunk = g.chunk(index * per_gemm, out.len() / g.out_image_len());
+            with_scratch(g.scratch_len(), |scratch| {
+                let (col, staging) = scratch.split_at_mut(k * per_gemm * n);
                 for group in 0..g.groups {
-                    let xg = &image[group * group_image..][..group_image];
-                    let cols = if g.is_pointwise() {
-                        xg
-                    } else {
-                        im2col(g, xg, col);
-                        &col[..]
-                    };
-                    let wg = Mat::new(&w[group * group_out * k..][..group_out * k], group_out, k);
-                    matmul(
-                        &mut out[group * group_out * n..][..group_out * n],
-                        wg,
-                        Mat::new(cols, k, n),
-                        false,
-                    );
+                    let cols = g.chunk_cols(x, chunk, group, col);
+                    let wg = Mat::new(&w[group * rows * k..][..rows * k], rows, k);
+                    if chunk.count == 1 {
+                        matmul(&mut out[group * rows * n..][..rows * n], wg, cols, false);
+                        continue;
+                    }
+                    let staged = &mut staging[..rows * chunk.width];
+                    matmul(staged, wg, cols, false);
+                    for i in 0..chunk.count {
+                        let image = &mut out[i * g.out_image_len() + group * rows * n..];
+                        for o in 0..rows {
+                            image[o * n..][..n]
+                                .copy_from_slice(&staged[o * chunk.width + i * n..][..n]);
+                        }
+                    }
                 }
             })
         });
@@ -524,23 +621,31 @@ pub fn input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
             });
         return dx;
     }
-    let group_out = g.group_out();
+    let (rows, per_gemm) = (g.group_out(), g.images_per_gemm());
     let group_image = g.group_in() * g.height * g.width;
-    let scratch = if g.is_pointwise() { 0 } else { k * n };
-    dx.par_chunks_mut(g.image_len())
+    dx.par_chunks_mut(per_gemm * g.image_len())
         .enumerate()
-        .for_each(|(b, dx)| {
-            with_scratch(scratch, |col| {
-                let dy = &dy[b * g.out_image_len()..][..g.out_image_len()];
+        .for_each(|(index, dx)| {
+            let chunk = g.chunk(index * per_gemm, dx.len() / g.image_len());
+            with_scratch(g.scratch_len(), |scratch| {
+                let (col, staging) = scratch.split_at_mut(k * per_gemm * n);
                 for group in 0..g.groups {
-                    let wg = Mat::new(&w[group * group_out * k..][..group_out * k], group_out, k);
-                    let dyg = Mat::new(&dy[group * group_out * n..][..group_out * n], group_out, n);
-                    let dxg = &mut dx[group * group_image..][..group_image];
-                    if g.is_pointwise() {
-                        matmul(dxg, wg.t(), dyg, false);
-                    } else {
-                        matmul(col, wg.t(), dyg, false);
-                        col2im(g, col, dxg);
+                    let wg = Mat::new(&w[group * rows * k..][..rows * k], rows, k);
+                    let dyg = g.chunk_rows(dy, chunk, group, staging);
+                    if chunk.count == 1 && g.is_pointwise() {
+                        matmul(
+                            &mut dx[group * group_image..][..group_image],
+                            wg.t(),
+                            dyg,
+                            false,
+                        );
+                        continue;
+                    }
+                    let col = &mut col[..k * chunk.width];
+                    matmul(col, wg.t(), dyg, false);
+                    for i in 0..chunk.count {
+                        let dxg = &mut dx[i * g.image_len() + group * group_image..][..group_image];
+                        col2im(g, &col[i * n..], chunk.width, dxg);
                     }
                 }
             })
@@ -565,16 +670,25 @@ fn depthwise_input_plane(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32]
     }
 }
 
-/// Shares of the batch the weight gradient is split into. A constant, not the thread count, so
-/// that the sum (and every weight trained with it) is the same whatever the machine's cores:
-/// a run resumed with another `RAYON_NUM_THREADS` stays bit-identical. 16 shares keep 16 cores
-/// busy; on fewer, a thread takes several.
+/// The most shares the batch is split into for the weight gradient. A constant, not the thread
+/// count, so that the sum (and every weight trained with it) is the same whatever the machine's
+/// cores: a run resumed with another `RAYON_NUM_THREADS` stays bit-identical. 16 shares keep 16
+/// cores busy; on fewer, a thread takes several.
 const WEIGHT_GRAD_SHARES: usize = 16;
 
+impl ConvGeometry {
+    /// Shares of the weight gradient: [`WEIGHT_GRAD_SHARES`], or fewer where a share would hold
+    /// less than one GEMM's images (a deep layer: 4 shares of 16 images for a 4x4 map at batch
+    /// 64), since every share adds a whole weight-sized partial sum. Shapes alone decide it.
+    fn weight_grad_shares(&self) -> usize {
+        (self.batch / self.images_per_gemm()).clamp(1, WEIGHT_GRAD_SHARES)
+    }
+}
+
 /// The gradient of the weight, `[C_out, C_in/groups, kH, kW]`, from the input `x` and the output
-/// gradient `dy`: each of `WEIGHT_GRAD_SHARES` contiguous shares of the batch is summed on its
-/// own, then the shares are added in a fixed order (the result depends neither on scheduling
-/// nor on the number of threads).
+/// gradient `dy`: each of [`ConvGeometry::weight_grad_shares`] contiguous shares of the batch is
+/// summed on its own, then the shares are added in a fixed order (the result depends neither on
+/// scheduling nor on the number of threads).
 pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!(
         x.len(),
@@ -590,7 +704,7 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     if g.batch == 0 || len == 0 {
         return vec![0.0; len];
     }
-    let shares = WEIGHT_GRAD_SHARES.min(g.batch);
+    let shares = g.weight_grad_shares();
     let per_share = g.batch.div_ceil(shares);
     let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(per_share))
         .into_par_iter()
@@ -629,44 +743,18 @@ fn weight_grad_images(
         }
         return;
     }
-    let scratch = if g.is_pointwise() { 0 } else { k * n };
-    with_scratch(scratch, |col| {
-        weight_grad_group_images(g, x, dy, images, dw, col)
-    });
-}
-
-/// The im2col path of [`weight_grad_images`], with the thread's scratch as `col`.
-fn weight_grad_group_images(
-    g: &ConvGeometry,
-    x: &[f32],
-    dy: &[f32],
-    images: std::ops::Range<usize>,
-    dw: &mut [f32],
-    col: &mut [f32],
-) {
-    let (k, n) = (g.col_rows(), g.col_cols());
-    let group_out = g.group_out();
-    let group_image = g.group_in() * g.height * g.width;
-    for b in images {
-        let image = &x[b * g.image_len()..][..g.image_len()];
-        let dy = &dy[b * g.out_image_len()..][..g.out_image_len()];
-        for group in 0..g.groups {
-            let xg = &image[group * group_image..][..group_image];
-            let cols = if g.is_pointwise() {
-                xg
-            } else {
-                im2col(g, xg, col);
-                &col[..]
-            };
-            let dyg = Mat::new(&dy[group * group_out * n..][..group_out * n], group_out, n);
-            matmul(
-                &mut dw[group * group_out * k..][..group_out * k],
-                dyg,
-                Mat::new(cols, k, n).t(),
-                true,
-            );
+    with_scratch(g.scratch_len(), |scratch| {
+        let (col, staging) = scratch.split_at_mut(k * g.images_per_gemm() * n);
+        let rows = g.group_out();
+        for first in images.clone().step_by(g.images_per_gemm()) {
+            let chunk = g.chunk(first, g.images_per_gemm().min(images.end - first));
+            for group in 0..g.groups {
+                let cols = g.chunk_cols(x, chunk, group, col);
+                let dyg = g.chunk_rows(dy, chunk, group, staging);
+                matmul(&mut dw[group * rows * k..][..rows * k], dyg, cols.t(), true);
+            }
         }
-    }
+    });
 }
 
 /// Adds one plane's depthwise weight gradient: `dw[i,j] += Σ_o dy[o] x[src(o, i, j)]`, one
@@ -799,6 +887,33 @@ mod tests {
                 [2, 2, 1, 1],
                 [2, 2],
                 [(0, 0), (0, 0)],
+                [1, 1],
+                1,
+            ),
+            // Several GEMMs of several images (`images_per_gemm` 3: chunks of 3, 3, 1).
+            (
+                [7, 3, 10, 10],
+                [4, 3, 3, 3],
+                [1, 1],
+                [(1, 1), (1, 1)],
+                [1, 1],
+                1,
+            ),
+            // Grouped pointwise, chunks of 4 and 1 (in place for the single image).
+            (
+                [5, 4, 9, 9],
+                [6, 2, 1, 1],
+                [1, 1],
+                [(0, 0), (0, 0)],
+                [1, 1],
+                2,
+            ),
+            // Weight-gradient shares of 3 images, each one GEMM.
+            (
+                [40, 1, 10, 10],
+                [2, 1, 3, 3],
+                [1, 1],
+                [(1, 1), (1, 1)],
                 [1, 1],
                 1,
             ),
