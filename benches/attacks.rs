@@ -20,7 +20,7 @@ use ferd::models::small_cnn::SmallCnnConfig;
 use ferd::models::weights::load_pytorch;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: ferd::allocator::Allocator = ferd::allocator::Allocator;
 
 const EPS: f32 = 0.1;
 const BATCH: usize = 500;

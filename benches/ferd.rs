@@ -25,7 +25,7 @@ use ferd::models::init::{Init, initialize};
 use ferd::models::zoo::Architecture;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: ferd::allocator::Allocator = ferd::allocator::Allocator;
 
 const ROUND: usize = 5;
 

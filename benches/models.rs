@@ -20,7 +20,7 @@ use ferd::models::resnet::ResNetConfig;
 use ferd::models::small_cnn::SmallCnnConfig;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: ferd::allocator::Allocator = ferd::allocator::Allocator;
 
 const BATCH: usize = 64;
 

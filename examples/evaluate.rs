@@ -17,6 +17,11 @@ use ferd::distillation::BUNDLED_TEACHER;
 use ferd::models::{load_weights, zoo::Architecture};
 use ferd::report::{Entry, write_evaluation};
 
+/// mimalloc, keeping freed memory for reuse (`ferd::allocator`; the default `mimalloc` feature).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: ferd::allocator::Allocator = ferd::allocator::Allocator;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let per_class = std::env::args().nth(1).map_or(Ok(100), |n| n.parse())?;
     let device = DeviceSpec::Flex.device()?;

@@ -20,6 +20,11 @@ use ferd::distill::{Budget, Event, FerdConfig, FerdMethod, RunOptions};
 use ferd::distillation::{Distillation, Outcome};
 use ferd::report::{Entry, markdown};
 
+/// mimalloc, keeping freed memory for reuse (`ferd::allocator`; the default `mimalloc` feature).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: ferd::allocator::Allocator = ferd::allocator::Allocator;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let dir = std::env::args().nth(1).unwrap_or("runs/quickstart".into());

@@ -17,6 +17,11 @@ use ferd::core::DeviceSpec;
 use ferd::data::{Split, load};
 use ferd::distill::{Event, RunOptions, TeacherPreset, train_teacher};
 
+/// mimalloc, keeping freed memory for reuse (`ferd::allocator`; the default `mimalloc` feature).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: ferd::allocator::Allocator = ferd::allocator::Allocator;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let preset: TeacherPreset = std::env::args()
         .nth(1)

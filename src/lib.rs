@@ -42,6 +42,8 @@ pub use ferd_data as data;
 pub use ferd_distill as distill;
 pub use ferd_models as models;
 
+#[cfg(feature = "mimalloc")]
+pub mod allocator;
 pub mod compare;
 pub mod distillation;
 pub mod images;

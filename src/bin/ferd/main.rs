@@ -14,6 +14,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc, keeping freed memory for reuse (`ferd::allocator`).
+#[global_allocator]
+static ALLOCATOR: ferd::allocator::Allocator = ferd::allocator::Allocator;
+
 /// Data-free adversarial robustness distillation with robust fairness (FERD), on Burn.
 #[derive(Debug, Parser)]
 #[command(name = "ferd", version, propagate_version = true)]
