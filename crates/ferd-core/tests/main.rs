@@ -2,6 +2,7 @@
 //! all of Burn, so one per file cost minutes of linking and gigabytes of disk in CI.
 
 mod affine;
+mod batch_norm;
 mod conv;
 mod golden;
 mod pool;

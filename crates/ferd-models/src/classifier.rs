@@ -2,7 +2,9 @@
 
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
-use ferd_core::ops::{Activation, channel_affine};
+use ferd_core::ops::Activation;
+
+use crate::layers::batch_norm_forward;
 
 /// The input statistics of one BatchNorm layer during a forward pass, next to the layer's
 /// running statistics: what DeepInversion's loss compares (`||mu - running_mean||_2 +
@@ -52,11 +54,7 @@ impl Tap {
         self.batch_norm_then(bn, x, Activation::Relu)
     }
 
-    /// `activation(bn(x))`. In training mode (an autodiff device and the layer's training flag
-    /// on) Burn's layer, which updates the running statistics. In inference mode the layer is
-    /// the per-channel map `x * scale + shift` with `scale = gamma / sqrt(running_var + eps)`
-    /// and `shift = beta - running_mean * scale`, the form PyTorch evaluates, fused with the
-    /// activation: one pass over the activation instead of Burn's five.
+    /// `activation(bn(x))` ([`batch_norm_forward`]), recording `x`'s statistics when asked.
     fn batch_norm_then(
         &mut self,
         bn: &BatchNorm,
@@ -74,15 +72,7 @@ impl Tap {
                 running_var: bn.running_var.value(),
             });
         }
-        let device = x.device();
-        if device.is_autodiff() && bn.training.is_enabled() {
-            return activation.apply(bn.forward(x));
-        }
-        let mean = bn.running_mean.value().to_device(&device);
-        let var = bn.running_var.value().to_device(&device);
-        let scale = bn.gamma.val() / var.add_scalar(bn.epsilon).sqrt();
-        let shift = bn.beta.val() - mean * scale.clone();
-        channel_affine(x, scale, shift, activation)
+        batch_norm_forward(bn, x, activation)
     }
 
     /// The recorded statistics (empty when nothing was recorded).

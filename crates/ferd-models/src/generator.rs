@@ -11,9 +11,10 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{leaky_relu, sigmoid};
 use burn::tensor::{Device, Tensor};
+use ferd_core::ops::Activation;
 
 use crate::init::{Init, initialize};
-use crate::layers::{batch_norm, conv, conv_forward, upsample_nearest};
+use crate::layers::{batch_norm, batch_norm_forward, conv, conv_forward, upsample_nearest};
 
 /// Configuration of a [`Generator`].
 #[derive(Config, Debug)]
@@ -91,9 +92,11 @@ impl Generator {
             .l1
             .forward(z)
             .reshape([batch as i64, -1, side as i64, side as i64]);
-        let x = up(self.bn0.forward(x));
-        let x = leaky_relu(self.bn1.forward(conv_forward(&self.conv1, x)), 0.2);
-        let x = leaky_relu(self.bn2.forward(conv_forward(&self.conv2, up(x))), 0.2);
+        let bn =
+            |layer: &BatchNorm, x: Tensor<4>| batch_norm_forward(layer, x, Activation::Identity);
+        let x = up(bn(&self.bn0, x));
+        let x = leaky_relu(bn(&self.bn1, conv_forward(&self.conv1, x)), 0.2);
+        let x = leaky_relu(bn(&self.bn2, conv_forward(&self.conv2, up(x))), 0.2);
         sigmoid(conv_forward(&self.conv3, x))
     }
 }

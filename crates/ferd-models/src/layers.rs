@@ -1,12 +1,13 @@
 //! Building blocks shared by the architectures: convolution and BatchNorm constructors with
 //! PyTorch's conventions, the projection shortcut, global pooling and in-model normalization.
 
-use burn::module::Module;
+use burn::module::{Module, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
+use ferd_core::ops::{Activation, batch_norm_train, channel_affine};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::Tap;
@@ -104,6 +105,39 @@ fn padding_pairs(
         PaddingConfig2d::Same => [same(0), same(1)],
         PaddingConfig2d::Explicit(top, left, bottom, right) => [(*top, *bottom), (*left, *right)],
     }
+}
+
+/// `activation(bn(x))` in the mode Burn's layer would choose, on ferd's fused ops.
+///
+/// - Training mode (an autodiff device and the layer's training flag on): the batch's mean and
+///   biased variance, normalized and activated in one op (`ferd_core::ops::batch_norm_train`),
+///   and the running statistics updated exactly as Burn's `BatchNorm::forward` updates them,
+///   `running = (1 - momentum) * running + momentum * batch` with the biased variance.
+/// - Inference mode: the per-channel map `x * scale + shift` with
+///   `scale = gamma / sqrt(running_var + eps)` and `shift = beta - running_mean * scale`, the
+///   form PyTorch evaluates, fused with the activation (`ferd_core::ops::channel_affine`): one
+///   pass over the activation instead of Burn's five.
+pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
+    let device = x.device();
+    if device.is_autodiff() && bn.training.is_enabled() {
+        let result = batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon, activation);
+        let update = |running: &RunningState<Tensor<1>>, batch: Tensor<1>| {
+            let value = running
+                .value_sync()
+                .to_device(&device)
+                .mul_scalar(1.0 - bn.momentum)
+                .add(batch.detach().mul_scalar(bn.momentum));
+            running.update(value.detach());
+        };
+        update(&bn.running_mean, result.mean);
+        update(&bn.running_var, result.variance);
+        return result.output;
+    }
+    let mean = bn.running_mean.value().to_device(&device);
+    let var = bn.running_var.value().to_device(&device);
+    let scale = bn.gamma.val() / var.add_scalar(bn.epsilon).sqrt();
+    let shift = bn.beta.val() - mean * scale.clone();
+    channel_affine(x, scale, shift, activation)
 }
 
 /// BatchNorm with PyTorch's defaults (epsilon 1e-5, momentum 0.1).

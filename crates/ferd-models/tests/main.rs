@@ -4,3 +4,4 @@
 mod architectures;
 mod frozen;
 mod pytorch_golden;
+mod tap;

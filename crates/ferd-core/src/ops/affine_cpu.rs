@@ -74,7 +74,7 @@ impl AffineGeometry {
 
 /// Runs `f(channel, plane of data, plane of other)` over groups of whole planes in parallel;
 /// `other` is as long as `data`, or empty (then `f` sees empty planes of it).
-fn for_planes(
+pub(super) fn for_planes(
     g: &AffineGeometry,
     data: &mut [f32],
     other: &[f32],
@@ -100,11 +100,11 @@ fn for_planes(
         });
 }
 
-/// All ones where `value <= 0`, zero elsewhere (NaN included): `bits & keep(value)` zeroes
+/// Zero where `value <= 0`, all ones elsewhere (NaN included): `bits & keep(value)` zeroes
 /// exactly what a ReLU zeroes. Integer masks keep the loops free of branches, so they
 /// vectorize; a branch on the sign of random activations mispredicts half the time.
 #[inline(always)]
-fn keep(value: f32) -> u32 {
+pub(super) fn keep(value: f32) -> u32 {
     u32::from(value <= 0.0).wrapping_sub(1)
 }
 

@@ -46,7 +46,7 @@ fn geometry(x: &FlexTensor, scale: &FlexTensor) -> AffineGeometry {
 
 /// `tensor` as one this op may overwrite: itself when it owns its contiguous data (the usual
 /// case: the convolution's output, the gradient just handed over), else a contiguous copy.
-fn writable(tensor: FlexTensor) -> FlexTensor {
+pub(super) fn writable(tensor: FlexTensor) -> FlexTensor {
     let owned = tensor.is_unique() && tensor.layout().contiguous_offsets().is_some();
     match owned && tensor.dtype() == DType::F32 {
         true => tensor,
@@ -58,7 +58,7 @@ fn writable(tensor: FlexTensor) -> FlexTensor {
 }
 
 /// The values of a tensor made by [`writable`].
-fn values_mut(tensor: &mut FlexTensor) -> &mut [f32] {
+pub(super) fn values_mut(tensor: &mut FlexTensor) -> &mut [f32] {
     let (start, end) = tensor
         .layout()
         .contiguous_offsets()

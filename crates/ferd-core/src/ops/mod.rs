@@ -2,7 +2,7 @@
 //!
 //! [`conv2d`] is a drop-in for `burn::tensor::module::conv2d`, [`max_pool2d`] for
 //! `burn::tensor::module::max_pool2d`, [`channel_affine`] for an inference-mode BatchNorm and its
-//! ReLU. On Flex with f32 tensors they run ferd's kernels (the
+//! ReLU, [`batch_norm_train`] for a training-mode BatchNorm and its ReLU. On Flex with f32 tensors they run ferd's kernels (the
 //! forward, and on an autodiff device the gradients too, see `docs/performance.md`); on every
 //! other backend and dtype they call Burn's op unchanged. The environment variable
 //! [`KERNELS_VAR`] set to `burn` forces Burn's ops everywhere, for comparisons.
@@ -10,6 +10,9 @@
 pub mod affine_cpu;
 #[cfg(feature = "flex")]
 mod affine_flex;
+pub mod batch_norm_cpu;
+#[cfg(feature = "flex")]
+mod batch_norm_flex;
 pub mod conv_cpu;
 #[cfg(feature = "flex")]
 mod conv_flex;
@@ -229,6 +232,86 @@ pub fn channel_affine(
                 activation,
             ),
         )
+    }
+    #[cfg(not(feature = "flex"))]
+    unreachable!("ferd's kernels exist only with the flex feature")
+}
+
+/// The result of [`batch_norm_train`].
+#[derive(Debug, Clone)]
+pub struct BatchNormTrainOutput {
+    /// `activation(bn(x))`, `[B, C, H, W]`.
+    pub output: Tensor<4>,
+    /// The batch mean per channel, `[C]`, outside the autodiff graph.
+    pub mean: Tensor<1>,
+    /// The batch's biased variance per channel, `[C]`, outside the autodiff graph.
+    pub variance: Tensor<1>,
+}
+
+/// A training-mode BatchNorm and its activation, `activation((x - mean) / sqrt(var + eps) *
+/// gamma + beta)` with the batch's mean and biased variance per channel, as
+/// `burn::tensor::module::batch_norm_train` followed by the activation computes it (same
+/// gradients for `x`, gamma and beta). It returns the statistics for the running averages,
+/// which the caller updates. On Flex with f32 tensors it is ferd's kernel: two passes to reduce,
+/// one to write, two for the backward (`batch_norm_cpu`); elsewhere Burn's op.
+///
+/// # Panics
+/// If gamma or beta does not have one value per channel; [`check_channel_affine`] tells first.
+///
+/// # Examples
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use ferd_core::ops::{Activation, batch_norm_train};
+/// let device = Device::default();
+/// // One channel holding 1, 2, 3, 4: mean 2.5, variance 1.25.
+/// let x = Tensor::<1>::from_floats([1.0, 2.0, 3.0, 4.0], &device).reshape([2, 1, 1, 2]);
+/// let (gamma, beta) = (Tensor::ones([1], &device), Tensor::zeros([1], &device));
+/// let bn = batch_norm_train(x, gamma, beta, 0.0, Activation::Relu);
+/// assert_eq!(bn.mean.into_data().try_to_vec::<f32>().unwrap(), [2.5]);
+/// assert_eq!(bn.variance.into_data().try_to_vec::<f32>().unwrap(), [1.25]);
+/// let y = bn.output.into_data().try_to_vec::<f32>().unwrap();
+/// assert_eq!((y[0], y[1]), (0.0, 0.0)); // below the mean: cut by the ReLU
+/// assert!((y[3] - 1.5 / 1.25f32.sqrt()).abs() < 1e-6);
+/// ```
+pub fn batch_norm_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+    activation: Activation,
+) -> BatchNormTrainOutput {
+    for params in [gamma.dims()[0], beta.dims()[0]] {
+        if let Err(error) = check_channel_affine(x.dims(), params) {
+            panic!("{error}");
+        }
+    }
+    let f32_params = [&gamma, &beta]
+        .iter()
+        .all(|p| p.dtype() == burn::tensor::DType::F32);
+    if !f32_params || !uses_ferd_kernels(&[&x]) {
+        let result = burn::tensor::module::batch_norm_train(x, gamma, beta, epsilon);
+        return BatchNormTrainOutput {
+            output: activation.apply(result.output),
+            mean: result.mean,
+            variance: result.variance,
+        };
+    }
+    #[cfg(feature = "flex")]
+    {
+        use burn::backend::Dispatch;
+        let (output, mean, variance) =
+            <Dispatch as batch_norm_flex::BatchNormBackend>::ferd_batch_norm_train(
+                x.into_dispatch(),
+                gamma.into_dispatch(),
+                beta.into_dispatch(),
+                epsilon,
+                activation,
+            );
+        BatchNormTrainOutput {
+            output: Tensor::<4>::from_dispatch(output),
+            mean: Tensor::<1>::from_dispatch(mean),
+            variance: Tensor::<1>::from_dispatch(variance),
+        }
     }
     #[cfg(not(feature = "flex"))]
     unreachable!("ferd's kernels exist only with the flex feature")
