@@ -10,6 +10,8 @@ use ferd_core::ops::{Activation, batch_norm_train, check_channel_affine};
 use ferd_core::random::{normal, rng};
 use rand::Rng;
 
+use crate::common;
+
 const EPSILON: f64 = 1e-5;
 
 /// Output, mean, variance, and the gradients of x, gamma and beta of `sum(y * probe)`.
@@ -106,14 +108,8 @@ fn batch_norm_train_matches_burn_with_and_without_relu() {
             "beta grad",
         ];
         for (what, (a, b)) in names.iter().zip(ours.iter().zip(&burn)) {
-            assert_eq!(a.len(), b.len(), "{what} of {dims:?}");
-            let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-            for (i, (p, q)) in a.iter().zip(b).enumerate() {
-                assert!(
-                    (p - q).abs() <= 1e-4 * scale,
-                    "{what}[{i}] of {dims:?} ({activation:?}): ferd {p} vs burn {q}"
-                );
-            }
+            let what = format!("{what} of {dims:?} ({activation:?})");
+            common::assert_close(&what, a, b, 1e-4);
         }
     }
 }

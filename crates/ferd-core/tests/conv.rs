@@ -11,6 +11,8 @@ use ferd_core::ops::{check_conv2d, conv2d};
 use ferd_core::random::{normal, rng};
 use rand::Rng;
 
+use crate::common;
+
 /// One random convolution problem.
 #[derive(Debug, Clone)]
 struct Case {
@@ -114,14 +116,7 @@ fn matches_burn(seeds: std::ops::Range<u64>, several_gemms: bool) {
             .iter()
             .zip(ours.iter().zip(&burn))
         {
-            assert_eq!(a.len(), b.len(), "{what} of {case:?}");
-            let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-            for (i, (p, q)) in a.iter().zip(b).enumerate() {
-                assert!(
-                    (p - q).abs() <= 1e-4 * scale,
-                    "{what}[{i}] of {case:?}: ferd {p} vs burn {q}"
-                );
-            }
+            common::assert_close(&format!("{what} of {case:?}"), a, b, 1e-4);
         }
     }
 }

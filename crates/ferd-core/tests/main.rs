@@ -3,6 +3,7 @@
 
 mod affine;
 mod batch_norm;
+mod common;
 mod conv;
 mod golden;
 mod pool;
