@@ -6,7 +6,7 @@
 use burn::tensor::module::batch_norm_train as burn_batch_norm_train;
 use burn::tensor::{Device, Tensor, TensorData};
 use ferd_core::device::test_device;
-use ferd_core::ops::{Activation, batch_norm_train, check_channel_affine};
+use ferd_core::ops::{Activation, batch_moments, batch_norm_train, check_channel_affine};
 use ferd_core::random::{normal, rng};
 use rand::Rng;
 
@@ -137,4 +137,58 @@ fn parameters_of_the_wrong_length_are_refused() {
         .cloned()
         .unwrap_or_default();
     assert!(message.contains("2 per-channel parameters"), "{message}");
+}
+
+/// `batch_moments` against Burn's `var_mean_bias` over the transposed activation: the mean, the
+/// biased variance and the gradient of `x` of `Σ p * mean + Σ q * variance`, within 1e-4.
+#[test]
+fn batch_moments_match_burns_reduction() {
+    let device = test_device();
+    let autodiff = device.clone().autodiff();
+    for seed in 0..12 {
+        let mut r = rng(300 + seed);
+        let dims = [
+            r.random_range(1..7),
+            r.random_range(1..9),
+            r.random_range(1..12),
+            r.random_range(1..12),
+        ];
+        let channels = dims[1];
+        let x = normal(&mut rng(400 + seed), dims, 0.3, 1.7, &device);
+        let weights = normal(&mut rng(500 + seed), [2, channels], 0.0, 1.0, &device);
+        let run = |moments: &dyn Fn(Tensor<4>) -> [Tensor<1>; 2]| -> [Vec<f32>; 3] {
+            let x = Tensor::<4>::from_data(x.to_data(), &autodiff).require_grad();
+            let w = Tensor::<2>::from_data(weights.to_data(), &autodiff);
+            let [mean, variance] = moments(x.clone());
+            let p = w.clone().narrow(0, 0, 1).reshape([channels]);
+            let q = w.narrow(0, 1, 1).reshape([channels]);
+            let loss = (mean.clone() * p).sum() + (variance.clone() * q).sum();
+            let grads = loss.backward();
+            let host = |t: Tensor<1>| t.inner().into_data().try_to_vec::<f32>().unwrap();
+            [
+                host(mean),
+                host(variance),
+                x.grad(&grads)
+                    .unwrap()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap(),
+            ]
+        };
+        let ours = run(&|x| {
+            let m = batch_moments(x);
+            [m.mean, m.variance]
+        });
+        let burn = run(&|x| {
+            let per_channel = x.swap_dims(0, 1).reshape([channels as i64, -1]);
+            let (variance, mean) = per_channel.var_mean_bias(1);
+            [mean.reshape([channels]), variance.reshape([channels])]
+        });
+        for (what, (a, b)) in ["mean", "variance", "x grad"]
+            .iter()
+            .zip(ours.iter().zip(&burn))
+        {
+            common::assert_close(&format!("{what} of {dims:?}"), a, b, 1e-4);
+        }
+    }
 }

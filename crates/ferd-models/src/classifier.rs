@@ -2,7 +2,7 @@
 
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
-use ferd_core::ops::Activation;
+use ferd_core::ops::{Activation, batch_moments};
 
 use crate::layers::batch_norm_forward;
 
@@ -62,12 +62,10 @@ impl Tap {
         activation: Activation,
     ) -> Tensor<4> {
         if let Some(stats) = &mut self.bn_stats {
-            let [_, channels, _, _] = x.dims();
-            let per_channel = x.clone().swap_dims(0, 1).reshape([channels as i64, -1]);
-            let (var, mean) = per_channel.var_mean_bias(1);
+            let moments = batch_moments(x.clone());
             stats.push(BnStats {
-                batch_mean: mean.reshape([channels]),
-                batch_var: var.reshape([channels]),
+                batch_mean: moments.mean,
+                batch_var: moments.variance,
                 running_mean: bn.running_mean.value(),
                 running_var: bn.running_var.value(),
             });

@@ -247,6 +247,27 @@ fn backward_with<const RELU: bool>(
     }
 }
 
+/// The gradient of `x` through [`batch_stats`], given the gradients of the mean and of the
+/// biased variance per channel: `dx = dmean / M + dvariance * 2 (x - mean) / M` (the variance's
+/// dependence on the mean adds nothing: the deviations sum to zero).
+pub fn batch_stats_backward(
+    g: &AffineGeometry,
+    x: &[f32],
+    mean: &[f32],
+    dmean: &[f32],
+    dvariance: &[f32],
+) -> Vec<f32> {
+    assert_eq!(x.len(), g.len(), "batch stats: input length");
+    let count = (g.batch * g.plane) as f32;
+    let mut dx = vec![0.0; g.len()];
+    for_planes(g, &mut dx, x, |c, dx, x| {
+        let (a, b, m) = (dmean[c] / count, 2.0 * dvariance[c] / count, mean[c]);
+        let x = &x[..dx.len()];
+        (dx.iter_mut().zip(x)).for_each(|(d, &x)| *d = a + b * (x - m));
+    });
+    dx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

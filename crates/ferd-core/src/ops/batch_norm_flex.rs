@@ -29,6 +29,18 @@ pub trait BatchNormBackend: Backend {
         activation: Activation,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
+    /// The mean and biased variance of every channel, stacked as `[2, C]`, differentiable in
+    /// `x`.
+    fn ferd_batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The gradient of `x` through [`BatchNormBackend::ferd_batch_stats`], given its output's
+    /// gradient.
+    fn ferd_batch_stats_backward(
+        x: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
     /// The gradients of `x`, gamma and beta, given the statistics the forward returned.
     #[allow(clippy::too_many_arguments)]
     fn ferd_batch_norm_train_backward(
@@ -55,7 +67,34 @@ fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
+/// `x`'s geometry with one parameter per channel.
+fn geometry_of(x: &FlexTensor) -> AffineGeometry {
+    let shape = x.shape();
+    AffineGeometry::new([shape[0], shape[1], shape[2], shape[3]], shape[1])
+        .expect("ferd batch_stats: a 4-D input")
+}
+
 impl BatchNormBackend for Flex {
+    fn ferd_batch_stats(x: FlexTensor) -> FlexTensor {
+        let g = geometry_of(&x);
+        let stats = batch_norm_cpu::batch_stats(&g, &values(&x));
+        let mut stacked = stats.mean;
+        stacked.extend(stats.variance);
+        tensor(stacked, vec![2, g.channels])
+    }
+
+    fn ferd_batch_stats_backward(
+        x: FlexTensor,
+        stats: FlexTensor,
+        output_grad: FlexTensor,
+    ) -> FlexTensor {
+        let g = geometry_of(&x);
+        let (stats, grad) = (values(&stats), values(&output_grad));
+        let (mean, (dmean, dvariance)) = (&stats[..g.channels], grad.split_at(g.channels));
+        let dx = batch_norm_cpu::batch_stats_backward(&g, &values(&x), mean, dmean, dvariance);
+        tensor(dx, x.shape().to_vec())
+    }
+
     fn ferd_batch_norm_train(
         x: FlexTensor,
         gamma: FlexTensor,
@@ -157,7 +196,58 @@ impl<B: BatchNormBackend> Backward<B, 3> for BatchNormTrainBackward {
     }
 }
 
+/// The backward step of [`BatchNormBackend::ferd_batch_stats`]: its state is the input and the
+/// statistics.
+#[derive(Debug)]
+struct BatchStatsBackward;
+
+impl<B: BatchNormBackend> Backward<B, 1> for BatchStatsBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, stats) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::ferd_batch_stats_backward(x, stats, grad));
+        }
+    }
+}
+
 impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B, C> {
+    fn ferd_batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match BatchStatsBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = x.into_primitive();
+                let stats = B::ferd_batch_stats(x.clone());
+                prep.finish((x, stats.clone()), stats)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::ferd_batch_stats(x.into_primitive())),
+        }
+    }
+
+    /// Second derivatives are not needed by ferd (see `ferd_batch_norm_train_backward`).
+    fn ferd_batch_stats_backward(
+        x: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::ferd_batch_stats_backward(
+            Self::inner(x),
+            Self::inner(stats),
+            Self::inner(output_grad),
+        ))
+    }
+
     fn ferd_batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,

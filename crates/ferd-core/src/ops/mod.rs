@@ -237,6 +237,55 @@ pub fn channel_affine(
     unreachable!("ferd's kernels exist only with the flex feature")
 }
 
+/// The mean and biased variance of each channel of a batch.
+#[derive(Debug, Clone)]
+pub struct BatchMoments {
+    /// The mean per channel, `[C]`.
+    pub mean: Tensor<1>,
+    /// The biased variance per channel (divided by `B * H * W`), `[C]`.
+    pub variance: Tensor<1>,
+}
+
+/// The mean and biased variance of every channel of `x [B, C, H, W]`, differentiable in `x`: the
+/// statistics a BatchNorm layer normalizes with in training, which DFRD-style synthesis matches
+/// to the teacher's running statistics (the BN loss). The same values as
+/// `x.swap_dims(0, 1).reshape([C, -1]).var_mean_bias(1)`; on Flex with f32 tensors ferd's kernel,
+/// which reduces each channel's planes where they lie instead of transposing the activation.
+///
+/// # Examples
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// let device = Device::default();
+/// let x = Tensor::<1>::from_floats([1.0, 2.0, 3.0, 4.0], &device).reshape([2, 1, 1, 2]);
+/// let moments = ferd_core::ops::batch_moments(x);
+/// assert_eq!(moments.mean.into_data().try_to_vec::<f32>().unwrap(), [2.5]);
+/// assert_eq!(moments.variance.into_data().try_to_vec::<f32>().unwrap(), [1.25]);
+/// ```
+pub fn batch_moments(x: Tensor<4>) -> BatchMoments {
+    let [_, channels, _, _] = x.dims();
+    if !uses_ferd_kernels(&[&x]) {
+        let per_channel = x.swap_dims(0, 1).reshape([channels as i64, -1]);
+        let (variance, mean) = per_channel.var_mean_bias(1);
+        return BatchMoments {
+            mean: mean.reshape([channels]),
+            variance: variance.reshape([channels]),
+        };
+    }
+    #[cfg(feature = "flex")]
+    {
+        use burn::backend::Dispatch;
+        let stacked = Tensor::<2>::from_dispatch(
+            <Dispatch as batch_norm_flex::BatchNormBackend>::ferd_batch_stats(x.into_dispatch()),
+        );
+        BatchMoments {
+            mean: stacked.clone().narrow(0, 0, 1).reshape([channels]),
+            variance: stacked.narrow(0, 1, 1).reshape([channels]),
+        }
+    }
+    #[cfg(not(feature = "flex"))]
+    unreachable!("ferd's kernels exist only with the flex feature")
+}
+
 /// The result of [`batch_norm_train`].
 #[derive(Debug, Clone)]
 pub struct BatchNormTrainOutput {
