@@ -69,6 +69,12 @@ run() {
   local arm=$1 seed=$2
   local run="$RUNS/$arm-s$seed" kept="$STUDY/runs/$arm-s$seed"
   [[ -f "$STUDY/configs/$arm.json" ]] || { echo "no config for $arm: run '$0 configs'"; exit 2; }
+  # A run whose results are committed is done, also on a fresh checkout without runs/: delete
+  # its folder under studies/ to run it again.
+  if [[ ! -d "$run" && -f "$kept/eval-aa1000.json" ]]; then
+    echo "$arm seed $seed: committed in $kept, skipped" >&2
+    return
+  fi
   if [[ ! -f "$run/final.json" ]]; then
     local started=$SECONDS
     "${FERD[@]}" distill --config "$STUDY/configs/$arm.json" --set "seed=$seed" \
