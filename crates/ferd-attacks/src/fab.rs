@@ -16,6 +16,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rayon::prelude::*;
 
 use ferd_core::metrics::to_indices;
 
@@ -223,25 +224,28 @@ impl Fab {
         let g = read(p.grad.reshape([(classes * batch) as i64, -1]));
         let n = g.len() / (classes * batch);
         let y = to_indices(labels.clone());
-        let mut df = vec![0.0; batch * classes];
-        let mut dg = vec![0.0; batch * classes * n];
-        for b in 0..batch {
-            let gy = &g[(y[b] * batch + b) * n..][..n];
-            for c in 0..classes {
-                df[b * classes + c] = if c == y[b] {
+        let df = (0..batch * classes)
+            .map(|r| {
+                let (b, c) = (r / classes, r % classes);
+                if c == y[b] {
                     1e10
                 } else {
-                    z[b * classes + c] - z[b * classes + y[b]]
-                };
-                let gc = &g[(c * batch + b) * n..][..n];
-                for (out, (gc, gy)) in dg[(b * classes + c) * n..][..n]
-                    .iter_mut()
-                    .zip(gc.iter().zip(gy))
-                {
-                    *out = gc - gy;
+                    z[r] - z[b * classes + y[b]]
                 }
-            }
-        }
+            })
+            .collect();
+        let mut dg = vec![0.0; batch * classes * n];
+        dg.par_chunks_mut(classes * n)
+            .enumerate()
+            .for_each(|(b, rows)| {
+                let gy = &g[(y[b] * batch + b) * n..][..n];
+                for (c, row) in rows.chunks_mut(n).enumerate() {
+                    let gc = &g[(c * batch + b) * n..][..n];
+                    for (out, (gc, gy)) in row.iter_mut().zip(gc.iter().zip(gy)) {
+                        *out = gc - gy;
+                    }
+                }
+            });
         Ok((df, dg, classes))
     }
 
@@ -273,7 +277,8 @@ impl Fab {
 
         for _ in 0..self.steps {
             let (df, dg, k) = self.boundaries(model, &upload(&x1), labels, boundary)?;
-            for b in 0..batch {
+            // Samples are independent: both cores share them, with the same result per sample.
+            x1.par_chunks_mut(n).enumerate().for_each(|(b, p1)| {
                 let grad_row = |c: usize| &dg[(b * k + c) * n..][..n];
                 let distance = |c: usize| {
                     df[b * k + c].abs() / (1e-12 + grad_row(c).iter().map(|v| v.abs()).sum::<f32>())
@@ -282,24 +287,20 @@ impl Fab {
                     .min_by(|&i, &j| distance(i).total_cmp(&distance(j)))
                     .expect("k >= 1");
                 let w = grad_row(c);
-                let p1 = &x1[b * n..][..n];
                 let p0 = &x0[b * n..][..n];
-                let offset: f32 = w.iter().zip(p1).map(|(w, x)| w * x).sum();
+                let offset: f32 = w.iter().zip(&*p1).map(|(w, x)| w * x).sum();
                 let level = offset - df[b * k + c];
                 let d1 = project_onto_hyperplane(p1, w, level);
                 let d2 = project_onto_hyperplane(p0, w, level);
                 let a1 = linf(d1.iter().copied()).max(1e-8);
                 let a2 = linf(d2.iter().copied()).max(1e-8);
                 let alpha = (a1 / (a1 + a2)).clamp(0.0, self.alpha_max);
-                let next: Vec<f32> = (0..n)
-                    .map(|i| {
-                        ((p1[i] + self.eta * d1[i]) * (1.0 - alpha)
-                            + (p0[i] + self.eta * d2[i]) * alpha)
-                            .clamp(0.0, 1.0)
-                    })
-                    .collect();
-                x1[b * n..][..n].copy_from_slice(&next);
-            }
+                for (i, v) in p1.iter_mut().enumerate() {
+                    *v = ((*v + self.eta * d1[i]) * (1.0 - alpha)
+                        + (p0[i] + self.eta * d2[i]) * alpha)
+                        .clamp(0.0, 1.0);
+                }
+            });
             let still = classified(model, upload(&x1), labels.clone());
             for b in (0..batch).filter(|&b| !still[b]) {
                 let (p1, p0) = (&mut x1[b * n..][..n], &x0[b * n..][..n]);

@@ -285,6 +285,39 @@ impl Tap {
         }
     }
 
+    /// The tap's whole im2col row (`[H_out * W_out]`, of output width `width`) when every output
+    /// row reads one input row shifted along it (stride 1 and `W_out = W`, as in a "same" 3x3
+    /// convolution). The rectangle's rows are then one run of the input channel: one copy moves
+    /// it, and the columns that read padding (which the copy filled with the neighbouring row's
+    /// pixels) are zeroed after. Fills the same values as [`Tap::gather`] row by row, without a
+    /// short copy per output row.
+    fn gather_rows(&self, row: &mut [f32], channel: &[f32], width: usize) {
+        if self.rows.is_empty() || self.cols.is_empty() {
+            row.fill(0.0);
+            return;
+        }
+        let (start, end) = (self.rows.start * width, self.rows.end * width);
+        row[..start].fill(0.0);
+        row[end..].fill(0.0);
+        // Output `p = oy * width + ox` inside the rectangle reads input `p + shift`.
+        let shift = (self.first_row * width + self.first_col) as isize
+            - (self.rows.start * width + self.cols.start) as isize;
+        let lo = start
+            .max(shift.unsigned_abs() * usize::from(shift < 0))
+            .min(end);
+        let hi = end.min(channel.len().saturating_add_signed(-shift)).max(lo);
+        row[start..lo].fill(0.0);
+        row[hi..end].fill(0.0);
+        row[lo..hi].copy_from_slice(
+            &channel[lo.saturating_add_signed(shift)..hi.saturating_add_signed(shift)],
+        );
+        for oy in self.rows.clone() {
+            let out = &mut row[oy * width..(oy + 1) * width];
+            out[..self.cols.start].fill(0.0);
+            out[self.cols.end..].fill(0.0);
+        }
+    }
+
     /// `line[first_col + b * stride] += src[b]`: the adjoint of [`Tap::gather`].
     fn scatter_add(&self, line: &mut [f32], src: &[f32]) {
         let line = &mut line[self.first_col..];
@@ -387,12 +420,18 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
     let [kh, kw] = g.kernel;
     let (oh, ow) = (g.out_height, g.out_width);
     let plane = g.height * g.width;
-    for c in 0..g.group_in() {
-        let channel = &x[c * plane..(c + 1) * plane];
-        for i in 0..kh {
-            for j in 0..kw {
+    let shifted_rows = g.stride == [1, 1] && ow == g.width;
+    // Taps outermost: a tap depends on the kernel offset alone, not on the channel.
+    for i in 0..kh {
+        for j in 0..kw {
+            let tap = g.tap(i, j);
+            for c in 0..g.group_in() {
+                let channel = &x[c * plane..(c + 1) * plane];
                 let row = &mut col[((c * kh + i) * kw + j) * ld..][..oh * ow];
-                let tap = g.tap(i, j);
+                if shifted_rows {
+                    tap.gather_rows(row, channel, ow);
+                    continue;
+                }
                 row[..tap.rows.start * ow].fill(0.0);
                 row[tap.rows.end * ow..].fill(0.0);
                 for oy in tap.rows.clone() {
@@ -1032,6 +1071,66 @@ mod tests {
                                 found, expected,
                                 "{xs:?} {ws:?} tap ({i}, {j}) output ({oy}, {ox})"
                             );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every entry of an image's im2col block is the input pixel the definition names, or zero
+    /// in the padding; also where one copy moves whole rows (stride 1, `W_out = W`) and a column
+    /// tap reads nothing (a kernel wider than image plus padding on one side).
+    #[test]
+    fn im2col_puts_each_pixel_where_the_definition_says() {
+        let geometries = [
+            // "same" 3x3 and 5x5 (one copy per tap), with dilation and uneven padding.
+            ([1, 2, 6, 7], [1, 2, 3, 3], [1, 1], [(1, 1), (1, 1)], [1, 1]),
+            ([1, 1, 5, 4], [1, 1, 5, 5], [1, 1], [(2, 2), (2, 2)], [1, 1]),
+            ([1, 2, 7, 6], [1, 2, 3, 3], [1, 1], [(0, 2), (4, 0)], [1, 2]),
+            ([1, 1, 3, 2], [1, 1, 3, 5], [1, 1], [(1, 1), (4, 0)], [1, 1]),
+            // Row by row: stride 2, and a narrower output.
+            ([1, 2, 7, 6], [1, 2, 3, 3], [2, 1], [(1, 1), (1, 1)], [1, 1]),
+            ([1, 1, 6, 6], [1, 1, 3, 3], [1, 1], [(0, 0), (0, 0)], [1, 1]),
+        ];
+        for (xs, ws, stride, padding, dilation) in geometries {
+            let g = ConvGeometry::new(xs, ws, stride, padding, dilation, 1).unwrap();
+            let x = values(xs.iter().product(), 7);
+            let ld = g.col_cols() + 3; // a wider leading dimension, as for several images
+            let mut col = vec![f32::NAN; g.col_rows() * ld];
+            im2col(&g, &x, &mut col, ld);
+            for c in 0..g.in_channels {
+                for i in 0..g.kernel[0] {
+                    for j in 0..g.kernel[1] {
+                        let r = (c * g.kernel[0] + i) * g.kernel[1] + j;
+                        for oy in 0..g.out_height {
+                            for ox in 0..g.out_width {
+                                let iy = ConvGeometry::source(
+                                    oy,
+                                    i,
+                                    stride[0],
+                                    dilation[0],
+                                    g.padding[0],
+                                    g.height,
+                                );
+                                let ix = ConvGeometry::source(
+                                    ox,
+                                    j,
+                                    stride[1],
+                                    dilation[1],
+                                    g.padding[1],
+                                    g.width,
+                                );
+                                let expected = iy
+                                    .zip(ix)
+                                    .map_or(0.0, |(iy, ix)| x[(c * g.height + iy) * g.width + ix]);
+                                let found = col[r * ld + oy * g.out_width + ox];
+                                assert_eq!(
+                                    found.to_bits(),
+                                    expected.to_bits(),
+                                    "{xs:?} {ws:?} {padding:?} row {r} output ({oy}, {ox})"
+                                );
+                            }
                         }
                     }
                 }
