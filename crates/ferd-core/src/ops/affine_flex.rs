@@ -7,7 +7,7 @@ use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, backend_extension};
@@ -119,15 +119,10 @@ impl<B: AffineBackend> Backward<B, 1> for AffineBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let [node_x] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
         let (y, scale, activation) = ops.state;
-        if let Some(node) = node_x {
-            grads.register::<B>(
-                node.id,
-                B::ferd_channel_affine_backward(y, grad, scale, activation),
-            );
-        }
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::ferd_channel_affine_backward(y, grad, scale, activation)
+        });
     }
 }
 

@@ -19,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use super::affine_cpu::{Activation, AffineGeometry, for_planes, keep};
+use super::affine_cpu::{Activation, AffineGeometry, affine_plane, for_planes, keep};
 
 /// Independent partial sums within a plane: enough for the compiler to vectorize the loop.
 const LANES: usize = 16;
@@ -138,15 +138,7 @@ pub fn forward(
     let (scale, shift) = stats.affine(params);
     let mut y = vec![0.0; g.len()];
     for_planes(g, &mut y, x, |c, y, x| {
-        let (s, t) = (scale[c], shift[c]);
-        let x = &x[..y.len()];
-        match activation {
-            Activation::Identity => (y.iter_mut().zip(x)).for_each(|(y, &x)| *y = x * s + t),
-            Activation::Relu => (y.iter_mut().zip(x)).for_each(|(y, &x)| {
-                let z = x * s + t;
-                *y = f32::from_bits(z.to_bits() & keep(z));
-            }),
-        }
+        affine_plane(y, x, scale[c], shift[c], activation)
     });
     y
 }

@@ -6,7 +6,7 @@ use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, backend_extension};
@@ -210,12 +210,10 @@ impl<B: BatchNormBackend> Backward<B, 1> for BatchStatsBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let [node_x] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
         let (x, stats) = ops.state;
-        if let Some(node) = node_x {
-            grads.register::<B>(node.id, B::ferd_batch_stats_backward(x, stats, grad));
-        }
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::ferd_batch_stats_backward(x, stats, grad)
+        });
     }
 }
 

@@ -11,7 +11,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
@@ -129,20 +129,18 @@ impl<B: ConvBackend> Backward<B, 2> for ConvBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_weight] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
         let (x_state, weight_state, options) = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
-        if let Some(node) = node_x {
-            let dx =
-                B::ferd_conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
-            grads.register::<B>(node.id, dx);
-        }
-        if let Some(node) = node_weight {
-            let dw = B::ferd_conv2d_weight_backward(x, weight, grad, options);
-            grads.register::<B>(node.id, dw);
-        }
+        let (x_for_dx, weight_for_dx, options_for_dx) =
+            (x.clone(), weight.clone(), options.clone());
+        binary::<B, _, _>(
+            ops.parents,
+            ops.node,
+            grads,
+            |grad| B::ferd_conv2d_x_backward(x_for_dx, weight_for_dx, grad, options_for_dx),
+            |grad| B::ferd_conv2d_weight_backward(x, weight, grad, options),
+        );
     }
 }
 

@@ -11,7 +11,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, backend_extension};
@@ -83,16 +83,11 @@ impl<B: PoolBackend> Backward<B, 1> for MaxPoolBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
         let (x_state, kernel, stride) = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-        if let Some(node) = node_x {
-            grads.register::<B>(
-                node.id,
-                B::ferd_max_pool2d_backward(x, grad, kernel, stride),
-            );
-        }
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::ferd_max_pool2d_backward(x, grad, kernel, stride)
+        });
     }
 }
 
