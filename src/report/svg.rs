@@ -254,9 +254,7 @@ impl LineChart {
         y_axis(&mut out, plot_width, y_max, 5, self.percent, &self.y_label);
         let x_of = |x: f64| LEFT + plot_width * (x - x_min) / (x_max - x_min);
         let y_of = |y: f64| TOP + PLOT_HEIGHT * (1.0 - (y / y_max).clamp(0.0, 1.0));
-        let ticks = ((x_max - x_min).round() as usize).clamp(1, 10);
-        for i in 0..=ticks {
-            let x = x_min + (x_max - x_min) * i as f64 / ticks as f64;
+        for x in x_ticks(x_min, x_max) {
             let _ = writeln!(
                 out,
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
@@ -331,6 +329,29 @@ fn nice_ceiling(v: f64) -> f64 {
         .unwrap_or(10.0 * power)
 }
 
+/// The x axis's labelled values: the multiples of a step of 1, 2 or 5 times a power of ten
+/// inside `[x_min, x_max]`, at most [`MAX_X_TICKS`] + 1 of them, so that an axis of epochs
+/// 1..30 reads 5, 10, ..., 30 rather than 1, 3.9, 6.8, ...
+fn x_ticks(x_min: f64, x_max: f64) -> Vec<f64> {
+    let range = x_max - x_min;
+    if !(range > 0.0 && range.is_finite()) {
+        return vec![x_min];
+    }
+    let raw = range / MAX_X_TICKS as f64;
+    let power = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|&c| c >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * power);
+    let first = (x_min / step - 1e-9).ceil() as i64;
+    let last = (x_max / step + 1e-9).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// Intervals between x-axis labels, at most.
+const MAX_X_TICKS: usize = 10;
+
 fn format_tick(x: f64) -> String {
     if (x - x.round()).abs() < 1e-9 {
         format!("{x:.0}")
@@ -341,7 +362,22 @@ fn format_tick(x: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::nice_ceiling;
+    use super::{nice_ceiling, x_ticks};
+
+    #[test]
+    fn x_ticks_are_round_multiples_inside_the_range() {
+        assert_eq!(x_ticks(1.0, 30.0), vec![5.0, 10.0, 15.0, 20.0, 25.0, 30.0]);
+        assert_eq!(
+            x_ticks(1.0, 10.0),
+            (1..=10).map(f64::from).collect::<Vec<_>>()
+        );
+        assert_eq!(x_ticks(0.0, 1.0).len(), 11);
+        assert_eq!(
+            x_ticks(0.0, 100.0),
+            (0..=10).map(|k| 10.0 * k as f64).collect::<Vec<_>>()
+        );
+        assert_eq!(x_ticks(3.0, 3.0), vec![3.0]);
+    }
 
     #[test]
     fn nice_ceilings_cover_the_value() {
