@@ -10,6 +10,7 @@
 #   tools/study/fmnist-fairness.sh configs         # (re)write the committed configs
 #   tools/study/fmnist-fairness.sh teacher         # the teacher's evaluation
 #   tools/study/fmnist-fairness.sh report          # the tables and charts of what is done
+#   tools/study/fmnist-fairness.sh charts          # and the charts docs/results.md shows
 #
 # Runs go to runs/study/<arm>-s<seed> (not committed); what docs/results.md is made of
 # (config, metrics, final comparison, evaluations) is copied to studies/fmnist-fairness/.
@@ -86,18 +87,39 @@ run() {
   cp "$run"/{config.json,metrics.jsonl,final.json,eval-10k.json,eval-aa1000.json} "$kept/"
 }
 
+# Tables and charts are presentation, not the study's arithmetic: they are drawn by the binary of
+# the working tree, whatever the study binary is.
+REPORT=(cargo run --quiet --bin ferd --)
+
 report() {
   local done=(teacher)
   for arm in "${ARMS[@]}"; do
     ls "$STUDY/runs/$arm"-s*/eval-10k.json > /dev/null 2>&1 && done+=("$arm")
   done
-  "${FERD[@]}" report "$STUDY/runs" --study --labels "$(IFS=,; echo "${done[*]}")" \
+  "${REPORT[@]}" report "$STUDY/runs" --study --labels "$(IFS=,; echo "${done[*]}")" \
     --out "$STUDY/report"
+}
+
+# The charts of docs/results.md, drawn again from the committed runs: the study's per-class
+# charts, and for every run its reweighting's class distribution, its per-epoch accuracy (worst
+# class included) and its NSD over epochs.
+charts() {
+  report
+  mkdir -p docs/results
+  cp "$STUDY/report"/study_{clean,pgd-20,autoattack}.svg docs/results/
+  for kept in "$STUDY"/runs/*-s*/; do
+    local name; name=$(basename "$kept")
+    "${REPORT[@]}" report "$kept" --out "$STUDY/report/$name" > /dev/null
+    for chart in class_distribution curves nsd; do
+      cp "$STUDY/report/$name/$chart.svg" "docs/results/$name-$chart.svg"
+    done
+  done
 }
 
 case "${1:-all}" in
   configs) configs ;;
   report) report ;;
+  charts) charts ;;
   teacher) evaluate small-cnn-16 "$TEACHER" "$STUDY/runs/teacher" ;;
   all)
     [[ -d "$STUDY/configs" ]] || configs
