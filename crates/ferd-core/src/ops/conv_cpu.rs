@@ -820,6 +820,19 @@ fn depthwise_weight_plane(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32
 mod tests {
     use super::*;
 
+    /// The input pixel `(row, column)` that kernel tap `(i, j)` reads for output `(oy, ox)` by
+    /// the definition ([`ConvGeometry::source`] along each dimension); `None` in the padding.
+    fn reads(
+        g: &ConvGeometry,
+        (oy, ox): (usize, usize),
+        (i, j): (usize, usize),
+    ) -> Option<(usize, usize)> {
+        let along = |d: usize, o: usize, k: usize, size: usize| {
+            ConvGeometry::source(o, k, g.stride[d], g.dilation[d], g.padding[d], size)
+        };
+        along(0, oy, i, g.height).zip(along(1, ox, j, g.width))
+    }
+
     /// The convolution by its definition, summed in f64: the reference of these unit tests.
     fn naive(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f64> {
         let mut out = vec![0.0; g.output_len()];
@@ -833,23 +846,7 @@ mod tests {
                         for c in 0..gi {
                             for i in 0..g.kernel[0] {
                                 for j in 0..g.kernel[1] {
-                                    let iy = ConvGeometry::source(
-                                        oy,
-                                        i,
-                                        g.stride[0],
-                                        g.dilation[0],
-                                        g.padding[0],
-                                        g.height,
-                                    );
-                                    let ix = ConvGeometry::source(
-                                        ox,
-                                        j,
-                                        g.stride[1],
-                                        g.dilation[1],
-                                        g.padding[1],
-                                        g.width,
-                                    );
-                                    if let (Some(iy), Some(ix)) = (iy, ix) {
+                                    if let Some((iy, ix)) = reads(g, (oy, ox), (i, j)) {
                                         let xv = x[((b * g.in_channels + group * gi + c)
                                             * g.height
                                             + iy)
@@ -1043,24 +1040,8 @@ mod tests {
                     let tap = g.tap(i, j);
                     for oy in 0..g.out_height {
                         for ox in 0..g.out_width {
-                            let iy = ConvGeometry::source(
-                                oy,
-                                i,
-                                stride[0],
-                                dilation[0],
-                                g.padding[0],
-                                g.height,
-                            );
-                            let ix = ConvGeometry::source(
-                                ox,
-                                j,
-                                stride[1],
-                                dilation[1],
-                                g.padding[1],
-                                g.width,
-                            );
                             let inside = tap.rows.contains(&oy) && tap.cols.contains(&ox);
-                            let expected = iy.zip(ix);
+                            let expected = reads(&g, (oy, ox), (i, j));
                             let found = inside.then(|| {
                                 (
                                     tap.input_row(oy),
@@ -1105,24 +1086,7 @@ mod tests {
                         let r = (c * g.kernel[0] + i) * g.kernel[1] + j;
                         for oy in 0..g.out_height {
                             for ox in 0..g.out_width {
-                                let iy = ConvGeometry::source(
-                                    oy,
-                                    i,
-                                    stride[0],
-                                    dilation[0],
-                                    g.padding[0],
-                                    g.height,
-                                );
-                                let ix = ConvGeometry::source(
-                                    ox,
-                                    j,
-                                    stride[1],
-                                    dilation[1],
-                                    g.padding[1],
-                                    g.width,
-                                );
-                                let expected = iy
-                                    .zip(ix)
+                                let expected = reads(&g, (oy, ox), (i, j))
                                     .map_or(0.0, |(iy, ix)| x[(c * g.height + iy) * g.width + ix]);
                                 let found = col[r * ld + oy * g.out_width + ox];
                                 assert_eq!(
