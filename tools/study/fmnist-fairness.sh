@@ -109,9 +109,16 @@ charts() {
   cp "$STUDY/report"/study_{clean,pgd-20,autoattack}.svg docs/results/
   for kept in "$STUDY"/runs/*-s*/; do
     local name; name=$(basename "$kept")
-    "${REPORT[@]}" report "$kept" --out "$STUDY/report/$name" > /dev/null
+    # The run's own folder, where this machine still has it, also holds the synthesized images
+    # (the grids of its first and last rounds); the committed copy has metrics only.
+    local source="$kept"
+    [[ -d "$RUNS/$name" ]] && source="$RUNS/$name"
+    "${REPORT[@]}" report "$source" --out "$STUDY/report/$name" > /dev/null
     for chart in class_distribution curves nsd; do
       cp "$STUDY/report/$name/$chart.svg" "docs/results/$name-$chart.svg"
+    done
+    for grid in "$STUDY/report/$name"/synthesized-epoch-*.png; do
+      if [[ -f "$grid" ]]; then cp "$grid" "docs/results/$name-$(basename "$grid")"; fi
     done
   done
 }
