@@ -235,7 +235,7 @@ impl Fab {
             })
             .collect();
         let mut dg = vec![0.0; batch * classes * n];
-        dg.par_chunks_mut(classes * n)
+        dg.par_chunks_mut((classes * n).max(1))
             .enumerate()
             .for_each(|(b, rows)| {
                 let gy = &g[(y[b] * batch + b) * n..][..n];
@@ -278,7 +278,7 @@ impl Fab {
         for _ in 0..self.steps {
             let (df, dg, k) = self.boundaries(model, &upload(&x1), labels, boundary)?;
             // Samples are independent: both cores share them, with the same result per sample.
-            x1.par_chunks_mut(n).enumerate().for_each(|(b, p1)| {
+            x1.par_chunks_mut(n.max(1)).enumerate().for_each(|(b, p1)| {
                 let grad_row = |c: usize| &dg[(b * k + c) * n..][..n];
                 let distance = |c: usize| {
                     df[b * k + c].abs() / (1e-12 + grad_row(c).iter().map(|v| v.abs()).sum::<f32>())

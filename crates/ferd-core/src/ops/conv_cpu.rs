@@ -302,10 +302,12 @@ impl Tap {
         // Output `p = oy * width + ox` inside the rectangle reads input `p + shift`.
         let shift = (self.first_row * width + self.first_col) as isize
             - (self.rows.start * width + self.cols.start) as isize;
-        let lo = start
-            .max(shift.unsigned_abs() * usize::from(shift < 0))
-            .min(end);
-        let hi = end.min(channel.len().saturating_add_signed(-shift)).max(lo);
+        // The copy covers the outputs whose input lies inside the channel (`0 <= p + shift <
+        // len`); the rectangle's own outputs all do.
+        let first_inside = usize::try_from(-shift).unwrap_or(0);
+        let past_inside = channel.len().saturating_add_signed(-shift);
+        let lo = start.max(first_inside).min(end);
+        let hi = end.min(past_inside).max(lo);
         row[start..lo].fill(0.0);
         row[hi..end].fill(0.0);
         row[lo..hi].copy_from_slice(
