@@ -321,8 +321,13 @@ impl LineChart {
 
 /// The smallest of 1, 2, 2.5, 5 times a power of ten at or above `v`.
 fn nice_ceiling(v: f64) -> f64 {
+    round_up(v, &[1.0, 2.0, 2.5, 5.0])
+}
+
+/// The smallest of `mantissas` (ascending, in `[1, 10)`) times a power of ten at or above `v`.
+fn round_up(v: f64, mantissas: &[f64]) -> f64 {
     let power = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
+    mantissas
         .iter()
         .map(|m| m * power)
         .find(|&c| c >= v)
@@ -337,13 +342,8 @@ fn x_ticks(x_min: f64, x_max: f64) -> Vec<f64> {
     if !(range > 0.0 && range.is_finite()) {
         return vec![x_min];
     }
-    let raw = range / MAX_X_TICKS as f64;
-    let power = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * power)
-        .find(|&c| c >= raw * (1.0 - 1e-9))
-        .unwrap_or(10.0 * power);
+    // Slightly below the exact quotient, so that a range of exactly 10 steps keeps its step.
+    let step = round_up(range / MAX_X_TICKS as f64 * (1.0 - 1e-9), &[1.0, 2.0, 5.0]);
     let first = (x_min / step - 1e-9).ceil() as i64;
     let last = (x_max / step + 1e-9).floor() as i64;
     (first..=last).map(|k| k as f64 * step).collect()
