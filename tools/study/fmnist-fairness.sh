@@ -11,6 +11,7 @@
 #   tools/study/fmnist-fairness.sh teacher         # the teacher's evaluation
 #   tools/study/fmnist-fairness.sh report          # the tables and charts of what is done
 #   tools/study/fmnist-fairness.sh charts          # and the charts docs/results.md shows
+#   tools/study/fmnist-fairness.sh rerun ferd 2    # a committed run again: weights, images, check
 #
 # Runs go to runs/study/<arm>-s<seed> (not committed); what docs/results.md is made of
 # (config, metrics, final comparison, evaluations) is copied to studies/fmnist-fairness/.
@@ -33,16 +34,16 @@ FERD=("$RUNS/ferd")
 STUDENT=small-cnn-8
 TEACHER=models/fmnist-small-teacher/teacher.bpk
 
-# arm: method and extra settings. Seeds: 3 for the baseline and FERD, 1 for the others.
+# arm: method and extra settings. Seeds: 3 for the baseline and FERD, 1 for the others. The gamma
+# sweep's 0 is `no-utae` (FERD with gamma 0: the same config, byte for byte) and its 0.3 is `ferd`.
 declare -A METHOD=(
   [baseline]=dfrd-uniform [ferd]=ferd [ferd-official-code]=ferd-official-code
   [no-reweighting]=no-reweighting [no-fae]=no-fae [no-utae]=no-utae [no-fae-utae]=no-fae-utae
-  [gamma-0]=ferd [gamma-0.1]=ferd [gamma-0.5]=ferd
+  [gamma-0.1]=ferd [gamma-0.5]=ferd
 )
-declare -A SET=([gamma-0]=student.utae.gamma=0 [gamma-0.1]=student.utae.gamma=0.1
-  [gamma-0.5]=student.utae.gamma=0.5)
+declare -A SET=([gamma-0.1]=student.utae.gamma=0.1 [gamma-0.5]=student.utae.gamma=0.5)
 ARMS=(baseline ferd ferd-official-code no-reweighting no-fae no-utae no-fae-utae
-  gamma-0 gamma-0.1 gamma-0.5)
+  gamma-0.1 gamma-0.5)
 seeds() { case "$1" in baseline|ferd) echo 0 1 2 ;; *) echo 0 ;; esac; }
 
 configs() {
@@ -76,16 +77,46 @@ run() {
     echo "$arm seed $seed: committed in $kept, skipped" >&2
     return
   fi
-  if [[ ! -f "$run/final.json" ]]; then
-    local started=$SECONDS
-    "${FERD[@]}" distill --config "$STUDY/configs/$arm.json" --set "seed=$seed" \
-      --student "$STUDENT" --final-per-class 100 --out "$run" --resume
-    echo "$arm seed $seed distilled in $(( SECONDS - started )) s (this slice)" >&2
-  fi
+  distill "$arm" "$seed" "$run"
   evaluate "$STUDENT" "$run/student.bpk" "$run"
   mkdir -p "$kept"
   cp "$run"/{config.json,metrics.jsonl,final.json,eval-10k.json,eval-aa1000.json} "$kept/"
 }
+
+# One arm and seed distilled into a folder, resumed from its last checkpoint if there is one.
+distill() {
+  local arm=$1 seed=$2 run=$3
+  [[ -f "$run/final.json" ]] && return
+  local started=$SECONDS
+  "${FERD[@]}" distill --config "$STUDY/configs/$arm.json" --set "seed=$seed" \
+    --student "$STUDENT" --final-per-class 100 --out "$run" --resume
+  echo "$arm seed $seed distilled in $(( SECONDS - started )) s (this slice)" >&2
+}
+
+# A committed run made again into runs/study/<arm>-s<seed>-rerun: its weights and synthesized
+# images (the committed runs keep metrics only; the bundled FERD student comes from here), and
+# a check that the study reproduces: every file must equal the committed one but for its
+# wall-clock fields.
+rerun() {
+  local arm=$1 seed=$2
+  local run="$RUNS/$arm-s$seed-rerun" kept="$STUDY/runs/$arm-s$seed"
+  [[ -f "$kept/eval-aa1000.json" ]] || { echo "$kept is not committed: nothing to compare"; exit 2; }
+  distill "$arm" "$seed" "$run"
+  evaluate "$STUDENT" "$run/student.bpk" "$run"
+  local differ=0
+  for file in config.json metrics.jsonl final.json eval-10k.json eval-aa1000.json; do
+    if cmp -s <(untimed "$kept/$file") <(untimed "$run/$file"); then
+      echo "$file: identical to $kept/$file but for wall-clock times" >&2
+    else
+      echo "$file: DIFFERS from $kept/$file" >&2
+      differ=1
+    fi
+  done
+  return $differ
+}
+
+# A run's JSON (or JSON lines) without its wall-clock fields, keys sorted.
+untimed() { jq -cS 'del(.. | objects | .seconds, .distill_seconds, .total_seconds)' "$1"; }
 
 # Tables and charts are presentation, not the study's arithmetic: they are drawn by the binary of
 # the working tree, whatever the study binary is.
@@ -109,9 +140,11 @@ charts() {
   cp "$STUDY/report"/study_{clean,pgd-20,autoattack}.svg docs/results/
   for kept in "$STUDY"/runs/*-s*/; do
     local name; name=$(basename "$kept")
-    # The run's own folder, where this machine still has it, also holds the synthesized images
-    # (the grids of its first and last rounds); the committed copy has metrics only.
+    # The run's own folder, where this machine still has it, or its verified re-run ('rerun')
+    # also holds the synthesized images (the grids of its first and last rounds); the committed
+    # copy has metrics only.
     local source="$kept"
+    [[ -d "$RUNS/$name-rerun" ]] && source="$RUNS/$name-rerun"
     [[ -d "$RUNS/$name" ]] && source="$RUNS/$name"
     "${REPORT[@]}" report "$source" --out "$STUDY/report/$name" > /dev/null
     for chart in class_distribution curves nsd; do
@@ -128,6 +161,7 @@ case "${1:-all}" in
   report) report ;;
   charts) charts ;;
   teacher) evaluate small-cnn-16 "$TEACHER" "$STUDY/runs/teacher" ;;
+  rerun) rerun "${2:?an arm}" "${3:?a seed}" ;;
   all)
     [[ -d "$STUDY/configs" ]] || configs
     evaluate small-cnn-16 "$TEACHER" "$STUDY/runs/teacher"
