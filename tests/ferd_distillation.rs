@@ -9,7 +9,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use ferd::attacks::{Frozen, Model};
 use ferd::core::DeviceSpec;
-use ferd::core::device::{test_device, test_device_spec};
+use ferd::core::device::{slow_test_skipped, test_device, test_device_spec};
 use ferd::data::{DatasetName, ImageDataset, Split, load};
 use ferd::distill::config::{Threat, UtaeConfig};
 use ferd::distill::fragility::fragility;
@@ -155,10 +155,8 @@ const PER_CLASS: usize = 50;
 /// a minute on flex; on other devices it runs with `FERD_SLOW_TESTS=1`.
 #[test]
 fn synthesized_images_carry_their_labels() {
-    if !matches!(test_device_spec(), DeviceSpec::Flex)
-        && std::env::var_os("FERD_SLOW_TESTS").is_none()
-    {
-        eprintln!("skipped on this device: set FERD_SLOW_TESTS=1");
+    if let Some(why) = slow_test_skipped() {
+        eprintln!("skipped: {why}");
         return;
     }
     let device = test_device();

@@ -207,9 +207,8 @@ fn fixed_start_pgd_matches_torchattacks() {
 /// Vulkan: on other devices it runs only when `FERD_SLOW_TESTS` is set.
 #[test]
 fn autoattack_matches_the_reference_and_ranks_below_pgd_and_fgsm() {
-    let spec = ferd_core::device::test_device_spec();
-    if spec != ferd_core::DeviceSpec::Flex && std::env::var_os("FERD_SLOW_TESTS").is_none() {
-        eprintln!("skipped on {spec}: set FERD_SLOW_TESTS=1 to run AutoAttack on this device");
+    if let Some(why) = ferd_core::device::slow_test_skipped() {
+        eprintln!("skipped: {why}");
         return;
     }
     let s = setup();

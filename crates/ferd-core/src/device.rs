@@ -17,6 +17,9 @@ use crate::error::{CoreError, Result};
 /// The environment variable that selects the device of every tensor test.
 pub const TEST_DEVICE_VAR: &str = "FERD_TEST_DEVICE";
 
+/// The environment variable that runs the slow tests on every device (`FERD_SLOW_TESTS=1`).
+pub const SLOW_TESTS_VAR: &str = "FERD_SLOW_TESTS";
+
 /// A device named by the user, not yet opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSpec {
@@ -136,6 +139,19 @@ pub fn test_device() -> Device {
     let spec = test_device_spec();
     spec.device()
         .unwrap_or_else(|err| panic!("{TEST_DEVICE_VAR}: {err}"))
+}
+
+/// Why a slow test does not run on the test device, or `None` where it runs.
+///
+/// The slow tests check behaviour over many steps (AutoAttack against its reference, a
+/// synthesis round, the bundled models against their cards): a minute or more each on the CPU,
+/// far longer on Mesa's software Vulkan, and nothing in them depends on the backend beyond the
+/// ops, which the tests that always run check on every device. They run on flex, and on the
+/// other devices when [`SLOW_TESTS_VAR`] is set (on a GPU, say).
+pub fn slow_test_skipped() -> Option<String> {
+    let spec = test_device_spec();
+    let runs = spec == DeviceSpec::Flex || std::env::var_os(SLOW_TESTS_VAR).is_some();
+    (!runs).then(|| format!("slow on {spec}: set {SLOW_TESTS_VAR}=1 to run it"))
 }
 
 /// The [`DeviceSpec`] named by `FERD_TEST_DEVICE` (default `flex`).
