@@ -5,25 +5,18 @@
 
 use std::path::Path;
 
+use burn::tensor::{Int, Tensor};
 use ferd::attacks::{Attack, Frozen, Model, Pgd};
 use ferd::core::device::{slow_test_skipped, test_device};
+use ferd::core::metrics::ConfusionMatrix;
 use ferd::data::{DatasetName, Split, load};
 use ferd::models::weights::load_weights;
 use ferd::models::zoo::Architecture;
 
-fn predictions(model: &dyn Model, x: burn::tensor::Tensor<4>) -> Vec<i64> {
-    let logits = model.logits(x);
-    let [n, _] = logits.dims();
-    logits
-        .argmax(1)
-        .reshape([n])
-        .try_to_vec_as::<i64>()
-        .unwrap()
-}
-
-fn accuracy(model: &dyn Model, x: burn::tensor::Tensor<4>, labels: &[i64]) -> f64 {
-    let predicted = predictions(model, x);
-    predicted.iter().zip(labels).filter(|(p, y)| p == y).count() as f64 / labels.len() as f64
+fn accuracy(model: &dyn Model, x: Tensor<4>, labels: Tensor<1, Int>) -> f64 {
+    let mut confusion = ConfusionMatrix::new(10);
+    confusion.add_logits(model.logits(x), labels).unwrap();
+    confusion.accuracy().overall
 }
 
 /// PGD-20 on 500 images: seconds on flex, two and a half minutes on Mesa's software Vulkan, so
@@ -43,12 +36,11 @@ fn bundled_teacher_is_accurate_and_robust() {
     let test = load(DatasetName::FashionMnist, Split::Test, None).unwrap();
     let rows: Vec<usize> = (0..500).collect();
     let batch = test.batch(&rows, &device).unwrap();
-    let labels = batch.labels.clone().try_to_vec_as::<i64>().unwrap();
-    let clean = accuracy(&model, batch.images.clone(), &labels);
+    let clean = accuracy(&model, batch.images.clone(), batch.labels.clone());
     let adv = Pgd::new(0.1, 0.025, 20)
-        .perturb(&model, batch.images, batch.labels, 0)
+        .perturb(&model, batch.images, batch.labels.clone(), 0)
         .unwrap();
-    let robust = accuracy(&model, adv, &labels);
+    let robust = accuracy(&model, adv, batch.labels);
     eprintln!("bundled teacher on 500 test images: clean {clean:.3}, PGD-20 {robust:.3}");
     assert!(clean >= 0.83, "clean accuracy {clean}");
     assert!(robust >= 0.7, "PGD-20 accuracy {robust}");
@@ -71,22 +63,21 @@ fn bundled_ferd_student_is_the_one_its_card_reports() {
     let card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("eval-10k.json")).unwrap()).unwrap();
     let arch: Architecture = card["architecture"].as_str().unwrap().parse().unwrap();
-    let mut model = arch.build(1, 10, &device);
+    let classes = card["class_names"].as_array().unwrap().len();
+    let mut model = arch.build(1, classes, &device);
     load_weights(&mut model, dir.join("student.bpk")).unwrap();
     let model = Frozen::new(&model);
     let test = load(DatasetName::FashionMnist, Split::Test, None).unwrap();
-    let mut hits = [0usize; 10];
-    let mut counts = [0usize; 10];
+    let mut confusion = ConfusionMatrix::new(classes);
     let rows: Vec<usize> = (0..test.len()).collect();
     for chunk in rows.chunks(1000) {
         let batch = test.batch(chunk, &device).unwrap();
-        let labels = batch.labels.try_to_vec_as::<i64>().unwrap();
-        for (p, y) in predictions(&model, batch.images).into_iter().zip(labels) {
-            counts[y as usize] += 1;
-            hits[y as usize] += usize::from(p == y);
-        }
+        confusion
+            .add_logits(model.logits(batch.images), batch.labels)
+            .unwrap();
     }
-    let overall = hits.iter().sum::<usize>() as f64 / test.len() as f64;
+    let ours = confusion.accuracy();
+    let overall = ours.overall;
     let expected = card["clean"]["overall"].as_f64().unwrap();
     eprintln!("bundled FERD student: clean {overall:.4} (card {expected:.4})");
     assert!(
@@ -99,7 +90,7 @@ fn bundled_ferd_student_is_the_one_its_card_reports() {
         .iter()
         .enumerate()
     {
-        let ours = hits[class] as f64 / counts[class] as f64;
+        let ours = ours.per_class[class].unwrap();
         let expected = expected.as_f64().unwrap();
         assert!(
             (ours - expected).abs() <= PER_CLASS_TOLERANCE,
