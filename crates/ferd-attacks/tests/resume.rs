@@ -83,9 +83,15 @@ fn state_file(name: &str) -> PathBuf {
 }
 
 /// Stopped by an error (the model starts returning NaN after a number of forward passes, in
-/// the middle of the second attack), then resumed with the working model.
+/// the middle of the second attack), then resumed with the working model. A slow test (3
+/// minutes on Mesa's software Vulkan, where APGD's 100 steps on batches of 20 are
+/// dispatch-bound): resumption is host-side bookkeeping, the same on every backend.
 #[test]
 fn an_evaluation_stopped_by_an_error_resumes_to_the_same_report() {
+    if let Some(why) = ferd_core::device::slow_test_skipped() {
+        eprintln!("skipped: {why}");
+        return;
+    }
     let frozen = Frozen::new(&model());
     let whole = without_times(run(&frozen, None).unwrap());
 

@@ -144,9 +144,10 @@ pub fn test_device() -> Device {
 /// Why a slow test does not run on the test device, or `None` where it runs.
 ///
 /// The slow tests check behaviour over many steps (AutoAttack against its reference, a
-/// synthesis round, the bundled models against their cards): a minute or more each on the CPU,
-/// far longer on Mesa's software Vulkan, and nothing in them depends on the backend beyond the
-/// ops, which the tests that always run check on every device. They run on flex, and on the
+/// synthesis round, the bundled models against their cards, PGD-AT against standard training,
+/// UTAE's flatter predictions, an evaluation resumed after an error): seconds to minutes on the
+/// CPU, minutes each on Mesa's software Vulkan, and nothing in them depends on the backend
+/// beyond the ops, which the tests that always run check on every device. They run on flex, and on the
 /// other devices when [`SLOW_TESTS_VAR`] is set (on a GPU, say).
 pub fn slow_test_skipped() -> Option<String> {
     let spec = test_device_spec();
