@@ -1,11 +1,11 @@
-//! `ops::channel_affine` as an inference-mode BatchNorm and its ReLU, against Burn's
-//! `module::batch_norm` (running statistics) followed by `relu`, on random shapes and
+//! `ops::channel_affine` as an inference-mode BatchNorm and its (leaky) ReLU, against Burn's
+//! `module::batch_norm` (running statistics) followed by `relu` or `leaky_relu`, on random shapes and
 //! statistics: the output and the input gradient. The two evaluate the same map in different
 //! forms (`x * scale + shift` against `(x - mean) / sqrt(var + eps) * gamma + beta`), so they
 //! agree to the rounding of those forms: a few ulps of the largest term, bounded per value below.
 //! On Flex this compares ferd's kernel with Burn's ops; elsewhere Burn's ops on both sides.
 
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::module::batch_norm;
 use burn::tensor::{Device, Tensor, TensorData};
 use ferd_core::device::test_device;
@@ -75,11 +75,13 @@ fn channel_affine_is_an_inference_batch_norm_with_its_relu() {
             r.random_range(1..10),
             r.random_range(1..10),
         ];
-        let activation = if seed % 2 == 0 {
-            Activation::Relu
-        } else {
-            Activation::Identity
-        };
+        let activation = [
+            Activation::Relu,
+            Activation::Identity,
+            Activation::LeakyRelu {
+                negative_slope: 0.2,
+            },
+        ][seed as usize % 3];
         let bn = Bn::random(dims[1], 100 + seed);
         let (scale, shift) = bn.folded();
         let x = normal(&mut rng(200 + seed), dims, 0.0, 2.0, &device);
@@ -98,6 +100,9 @@ fn channel_affine_is_an_inference_batch_norm_with_its_relu() {
             let z = batch_norm(x, gamma, beta, mean, var, EPSILON);
             match activation {
                 Activation::Relu => relu(z),
+                Activation::LeakyRelu { negative_slope } => {
+                    leaky_relu(z, f64::from(negative_slope))
+                }
                 Activation::Identity => z,
             }
         });
@@ -117,7 +122,7 @@ fn channel_affine_is_an_inference_batch_norm_with_its_relu() {
             );
             // Where the pre-activation is within rounding of 0, the two may disagree on the mask.
             let pre_activation = xs[i] * scale[c] + shift[c];
-            if activation == Activation::Relu && pre_activation.abs() <= tolerance {
+            if activation != Activation::Identity && pre_activation.abs() <= tolerance {
                 continue;
             }
             let grad_tolerance = 8.0 * f32::EPSILON * (want_dx[i].abs() + 1.0);

@@ -9,12 +9,16 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::{leaky_relu, sigmoid};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use ferd_core::ops::Activation;
 
 use crate::init::{Init, initialize};
 use crate::layers::{batch_norm, batch_norm_forward, conv, conv_forward, upsample_nearest};
+
+/// The negative slope of the generator's LeakyReLUs (`nn.LeakyReLU(0.2)` in CMI's and FERD's
+/// generator).
+const LEAKY_SLOPE: f32 = 0.2;
 
 /// Configuration of a [`Generator`].
 #[derive(Config, Debug)]
@@ -92,11 +96,12 @@ impl Generator {
             .l1
             .forward(z)
             .reshape([batch as i64, -1, side as i64, side as i64]);
-        let bn =
-            |layer: &BatchNorm, x: Tensor<4>| batch_norm_forward(layer, x, Activation::Identity);
-        let x = up(bn(&self.bn0, x));
-        let x = leaky_relu(bn(&self.bn1, conv_forward(&self.conv1, x)), 0.2);
-        let x = leaky_relu(bn(&self.bn2, conv_forward(&self.conv2, up(x))), 0.2);
+        let leaky = Activation::LeakyRelu {
+            negative_slope: LEAKY_SLOPE,
+        };
+        let x = up(batch_norm_forward(&self.bn0, x, Activation::Identity));
+        let x = batch_norm_forward(&self.bn1, conv_forward(&self.conv1, x), leaky);
+        let x = batch_norm_forward(&self.bn2, conv_forward(&self.conv2, up(x)), leaky);
         sigmoid(conv_forward(&self.conv3, x))
     }
 }

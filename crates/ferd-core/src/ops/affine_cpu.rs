@@ -20,12 +20,85 @@ use rayon::prelude::*;
 const MIN_VALUES_PER_TASK: usize = 16 * 1024;
 
 /// The activation applied after the affine map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Activation {
     /// None: `y = x * scale + shift` (a BatchNorm alone).
     Identity,
     /// `y = max(x * scale + shift, 0)`, NaN kept.
     Relu,
+    /// Burn's and PyTorch's `leaky_relu`: `z` where `z = x * scale + shift` is not negative,
+    /// `negative_slope * z` where it is, NaN kept (the generator's, slope 0.2). ferd's kernels
+    /// take a slope in `(0, 1]`; any other goes to Burn's ops ([`Activation::fusable`]).
+    LeakyRelu {
+        /// The factor of the negative part.
+        negative_slope: f32,
+    },
+}
+
+impl Activation {
+    /// Whether ferd's kernels compute this activation. A leaky slope must be positive: the
+    /// backward reads the sign of the output, which a slope of 0 or below would not keep.
+    pub fn fusable(self) -> bool {
+        match self {
+            Activation::LeakyRelu { negative_slope } => {
+                negative_slope > 0.0 && negative_slope <= 1.0
+            }
+            _ => true,
+        }
+    }
+}
+
+/// The activation as a constant of a kernel's loop, so that the loop vectorizes (a `match`
+/// per element does not): [`IDENTITY`], [`RELU`] or [`LEAKY`], with the slope beside it.
+pub(super) type Mode = u8;
+pub(super) const IDENTITY: Mode = 0;
+pub(super) const RELU: Mode = 1;
+pub(super) const LEAKY: Mode = 2;
+
+impl Activation {
+    /// The kernel mode and the leaky slope (1 where there is none).
+    pub(super) fn mode(self) -> (Mode, f32) {
+        match self {
+            Activation::Identity => (IDENTITY, 1.0),
+            Activation::Relu => (RELU, 1.0),
+            Activation::LeakyRelu { negative_slope } => (LEAKY, negative_slope),
+        }
+    }
+}
+
+/// `act(z)` for the kernel mode `MODE`: the ReLU as a mask on the bits, the leaky ReLU as a
+/// select, in Burn's order (`z < 0` takes `z * slope`).
+#[inline(always)]
+pub(super) fn activate<const MODE: Mode>(z: f32, slope: f32) -> f32 {
+    match MODE {
+        RELU => f32::from_bits(z.to_bits() & keep(z)),
+        LEAKY => {
+            if z < 0.0 {
+                z * slope
+            } else {
+                z
+            }
+        }
+        _ => z,
+    }
+}
+
+/// The gradient `d` of `act(z)` carried back to `z`, for the kernel mode `MODE`: zero where a
+/// ReLU's `z <= 0`, `d * slope` where a leaky ReLU's `z < 0`. `z` may be the output instead of
+/// the input: both have the same sign.
+#[inline(always)]
+pub(super) fn activate_grad<const MODE: Mode>(z: f32, d: f32, slope: f32) -> f32 {
+    match MODE {
+        RELU => f32::from_bits(d.to_bits() & keep(z)),
+        LEAKY => {
+            if z < 0.0 {
+                d * slope
+            } else {
+                d
+            }
+        }
+        _ => d,
+    }
 }
 
 /// The shapes of one affine map, checked once.
@@ -108,34 +181,30 @@ pub(super) fn keep(value: f32) -> u32 {
     u32::from(value <= 0.0).wrapping_sub(1)
 }
 
-/// `act(v * s + t)`, the activation chosen at compile time so that the loops over it vectorize
-/// (a `match` per element does not).
+/// `act(v * s + t)`, the activation chosen at compile time ([`activate`]).
 #[inline(always)]
-fn affine_value<const RELU: bool>(v: f32, s: f32, t: f32) -> f32 {
-    let z = v * s + t;
-    if RELU {
-        f32::from_bits(z.to_bits() & keep(z))
-    } else {
-        z
-    }
+fn affine_value<const MODE: Mode>(v: f32, s: f32, t: f32, slope: f32) -> f32 {
+    activate::<MODE>(v * s + t, slope)
 }
 
 /// One plane of the map: `out <- act(input * s + t)`, or in place (`out <- act(out * s + t)`)
 /// when `input` is empty. The one element loop of every affine forward (inference-mode
 /// BatchNorm here, training-mode in `batch_norm_cpu`).
 pub(super) fn affine_plane(out: &mut [f32], input: &[f32], s: f32, t: f32, activation: Activation) {
-    fn run<const RELU: bool>(out: &mut [f32], input: &[f32], s: f32, t: f32) {
+    fn run<const MODE: Mode>(out: &mut [f32], input: &[f32], s: f32, t: f32, slope: f32) {
         if input.is_empty() {
             out.iter_mut()
-                .for_each(|v| *v = affine_value::<RELU>(*v, s, t));
+                .for_each(|v| *v = affine_value::<MODE>(*v, s, t, slope));
         } else {
             let input = &input[..out.len()];
-            (out.iter_mut().zip(input)).for_each(|(v, &x)| *v = affine_value::<RELU>(x, s, t));
+            (out.iter_mut().zip(input))
+                .for_each(|(v, &x)| *v = affine_value::<MODE>(x, s, t, slope));
         }
     }
-    match activation {
-        Activation::Identity => run::<false>(out, input, s, t),
-        Activation::Relu => run::<true>(out, input, s, t),
+    match activation.mode() {
+        (RELU, _) => run::<RELU>(out, input, s, t, 1.0),
+        (LEAKY, slope) => run::<LEAKY>(out, input, s, t, slope),
+        _ => run::<IDENTITY>(out, input, s, t, 1.0),
     }
 }
 
@@ -153,8 +222,8 @@ pub fn forward_in_place(
     });
 }
 
-/// `dy <- dy * scale[c]`, and zero where a ReLU's output `y` is `<= 0`: the gradient of `x`,
-/// written over the output gradient.
+/// `dy <- act'(y) dy * scale[c]` (zero where a ReLU's output `y` is `<= 0`, times the slope
+/// where a leaky ReLU's is negative): the gradient of `x`, written over the output gradient.
 pub fn input_grad_in_place(
     g: &AffineGeometry,
     y: &[f32],
@@ -175,6 +244,14 @@ pub fn input_grad_in_place(
                 let y = &y[..dy.len()];
                 for (d, &y) in dy.iter_mut().zip(y) {
                     *d = f32::from_bits((*d * s).to_bits() & keep(y));
+                }
+            }
+            Activation::LeakyRelu { negative_slope } => {
+                // The activation's gradient first, then the map's: Burn's order, and its
+                // rounding.
+                let y = &y[..dy.len()];
+                for (d, &y) in dy.iter_mut().zip(y) {
+                    *d = activate_grad::<LEAKY>(y, *d, negative_slope) * s;
                 }
             }
         }

@@ -19,7 +19,10 @@
 
 use rayon::prelude::*;
 
-use super::affine_cpu::{Activation, AffineGeometry, affine_plane, for_planes, keep};
+use super::affine_cpu::{
+    Activation, AffineGeometry, IDENTITY, LEAKY, Mode, RELU, activate_grad, affine_plane,
+    for_planes,
+};
 
 /// Independent partial sums within a plane: enough for the compiler to vectorize the loop.
 const LANES: usize = 16;
@@ -172,9 +175,10 @@ pub fn backward_in_place(
         inv_std: stats.inv_std(params.epsilon),
         stats,
     };
-    match activation {
-        Activation::Identity => backward_with::<false>(g, x, dy, &terms),
-        Activation::Relu => backward_with::<true>(g, x, dy, &terms),
+    match activation.mode() {
+        (RELU, _) => backward_with::<RELU>(g, x, dy, &terms, 1.0),
+        (LEAKY, slope) => backward_with::<LEAKY>(g, x, dy, &terms, slope),
+        _ => backward_with::<IDENTITY>(g, x, dy, &terms, 1.0),
     }
 }
 
@@ -185,22 +189,13 @@ struct Terms<'a> {
     stats: &'a BatchStats,
 }
 
-/// `d` with the ReLU's zeros where `RELU` (the output `z <= 0`), as a mask on its bits: the
-/// activation is a constant of the loop, so that the loop vectorizes.
-#[inline(always)]
-fn masked<const RELU: bool>(z: f32, d: f32) -> f32 {
-    match RELU {
-        true => f32::from_bits(d.to_bits() & keep(z)),
-        false => d,
-    }
-}
-
 /// [`backward_in_place`] for one activation.
-fn backward_with<const RELU: bool>(
+fn backward_with<const MODE: Mode>(
     g: &AffineGeometry,
     x: &[f32],
     dy: &mut [f32],
     terms: &Terms<'_>,
+    slope: f32,
 ) -> ParamGrads {
     let ((scale, shift), inv_std, stats) = (&terms.affine, &terms.inv_std, terms.stats);
     let dy_read: &[f32] = dy;
@@ -214,8 +209,8 @@ fn backward_with<const RELU: bool>(
                 let (beta, gamma) = lane_sums(
                     x,
                     d,
-                    |x, d| masked::<RELU>(x * s + t, d),
-                    |x, d| masked::<RELU>(x * s + t, d) * ((x - mean) * k),
+                    |x, d| activate_grad::<MODE>(x * s + t, d, slope),
+                    |x, d| activate_grad::<MODE>(x * s + t, d, slope) * ((x - mean) * k),
                 );
                 dbeta += beta;
                 dgamma += gamma;
@@ -229,7 +224,7 @@ fn backward_with<const RELU: bool>(
         let (a, b) = (dbeta[c] / count, dgamma[c] / count);
         let x = &x[..dy.len()];
         for (d, &x) in dy.iter_mut().zip(x) {
-            let g = masked::<RELU>(x * s + t, *d);
+            let g = activate_grad::<MODE>(x * s + t, *d, slope);
             *d = s * (g - a - (x - mean) * k * b);
         }
     });
@@ -298,7 +293,13 @@ mod tests {
             .collect();
         let (gamma, beta) = ([1.5f32, -0.7], [0.2f32, 0.4]);
         let eps = 1e-5;
-        for activation in [Activation::Identity, Activation::Relu] {
+        for activation in [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::LeakyRelu {
+                negative_slope: 0.2,
+            },
+        ] {
             let loss = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
                 let stats = batch_stats(&g, x);
                 let params = Params {

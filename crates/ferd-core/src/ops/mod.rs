@@ -217,7 +217,7 @@ pub fn channel_affine(
         }
     }
     let constants = !scale.is_require_grad() && !shift.is_require_grad();
-    if !constants || !uses_ferd_kernels(&[&x]) {
+    if !constants || !activation.fusable() || !uses_ferd_kernels(&[&x]) {
         let y = x * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1]);
         return activation.apply(y);
     }
@@ -337,7 +337,7 @@ pub fn batch_norm_train(
     let f32_params = [&gamma, &beta]
         .iter()
         .all(|p| p.dtype() == burn::tensor::DType::F32);
-    if !f32_params || !uses_ferd_kernels(&[&x]) {
+    if !f32_params || !activation.fusable() || !uses_ferd_kernels(&[&x]) {
         let result = burn::tensor::module::batch_norm_train(x, gamma, beta, epsilon);
         return BatchNormTrainOutput {
             output: activation.apply(result.output),
@@ -372,6 +372,9 @@ impl Activation {
         match self {
             Activation::Identity => x,
             Activation::Relu => burn::tensor::activation::relu(x),
+            Activation::LeakyRelu { negative_slope } => {
+                burn::tensor::activation::leaky_relu(x, f64::from(negative_slope))
+            }
         }
     }
 }
