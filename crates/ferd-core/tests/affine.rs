@@ -13,6 +13,8 @@ use ferd_core::ops::{Activation, channel_affine, check_channel_affine};
 use ferd_core::random::{normal, rng, uniform};
 use rand::Rng;
 
+use crate::common;
+
 const EPSILON: f64 = 1e-5;
 
 /// A BatchNorm's parameters and running statistics, one value per channel.
@@ -75,13 +77,7 @@ fn channel_affine_is_an_inference_batch_norm_with_its_relu() {
             r.random_range(1..10),
             r.random_range(1..10),
         ];
-        let activation = [
-            Activation::Relu,
-            Activation::Identity,
-            Activation::LeakyRelu {
-                negative_slope: 0.2,
-            },
-        ][seed as usize % 3];
+        let activation = common::ACTIVATIONS[seed as usize % 3];
         let bn = Bn::random(dims[1], 100 + seed);
         let (scale, shift) = bn.folded();
         let x = normal(&mut rng(200 + seed), dims, 0.0, 2.0, &device);

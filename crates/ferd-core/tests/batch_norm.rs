@@ -78,13 +78,7 @@ fn batch_norm_train_matches_burn_with_and_without_relu() {
             r.random_range(1..12),
             r.random_range(1..12),
         ];
-        let activation = [
-            Activation::Identity,
-            Activation::Relu,
-            Activation::LeakyRelu {
-                negative_slope: 0.2,
-            },
-        ][seed as usize % 3];
+        let activation = common::ACTIVATIONS[seed as usize % 3];
         let ours = run(
             dims,
             seed,

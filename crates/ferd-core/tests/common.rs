@@ -14,3 +14,13 @@ pub fn assert_close(what: &str, ours: &[f32], reference: &[f32], tolerance: f32)
         );
     }
 }
+
+/// Every activation ferd's affine and batch-norm kernels fuse, the leaky one with the
+/// generator's slope: the random problems of their tests cycle through these.
+pub const ACTIVATIONS: [ferd_core::ops::Activation; 3] = [
+    ferd_core::ops::Activation::Identity,
+    ferd_core::ops::Activation::Relu,
+    ferd_core::ops::Activation::LeakyRelu {
+        negative_slope: 0.2,
+    },
+];
