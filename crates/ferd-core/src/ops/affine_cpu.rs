@@ -46,16 +46,7 @@ impl Activation {
             _ => true,
         }
     }
-}
 
-/// The activation as a constant of a kernel's loop, so that the loop vectorizes (a `match`
-/// per element does not): [`IDENTITY`], [`RELU`] or [`LEAKY`], with the slope beside it.
-pub(super) type Mode = u8;
-pub(super) const IDENTITY: Mode = 0;
-pub(super) const RELU: Mode = 1;
-pub(super) const LEAKY: Mode = 2;
-
-impl Activation {
     /// The kernel mode and the leaky slope (1 where there is none).
     pub(super) fn mode(self) -> (Mode, f32) {
         match self {
@@ -66,21 +57,19 @@ impl Activation {
     }
 }
 
-/// `act(z)` for the kernel mode `MODE`: the ReLU as a mask on the bits, the leaky ReLU as a
-/// select, in Burn's order (`z < 0` takes `z * slope`).
+/// The activation as a constant of a kernel's loop, so that the loop vectorizes (a `match`
+/// per element does not): [`IDENTITY`], [`RELU`] or [`LEAKY`], with the slope beside it.
+pub(super) type Mode = u8;
+pub(super) const IDENTITY: Mode = 0;
+pub(super) const RELU: Mode = 1;
+pub(super) const LEAKY: Mode = 2;
+
+/// `act(z)` for the kernel mode `MODE`. Every activation here is piecewise linear through 0,
+/// so `act(z)` is its gradient applied to `z` itself ([`activate_grad`]): the ReLU as a mask
+/// on the bits, the leaky ReLU as a select, in Burn's order (`z < 0` takes `z * slope`).
 #[inline(always)]
-pub(super) fn activate<const MODE: Mode>(z: f32, slope: f32) -> f32 {
-    match MODE {
-        RELU => f32::from_bits(z.to_bits() & keep(z)),
-        LEAKY => {
-            if z < 0.0 {
-                z * slope
-            } else {
-                z
-            }
-        }
-        _ => z,
-    }
+fn activate<const MODE: Mode>(z: f32, slope: f32) -> f32 {
+    activate_grad::<MODE>(z, z, slope)
 }
 
 /// The gradient `d` of `act(z)` carried back to `z`, for the kernel mode `MODE`: zero where a
@@ -201,10 +190,11 @@ pub(super) fn affine_plane(out: &mut [f32], input: &[f32], s: f32, t: f32, activ
                 .for_each(|(v, &x)| *v = affine_value::<MODE>(x, s, t, slope));
         }
     }
-    match activation.mode() {
-        (RELU, _) => run::<RELU>(out, input, s, t, 1.0),
-        (LEAKY, slope) => run::<LEAKY>(out, input, s, t, slope),
-        _ => run::<IDENTITY>(out, input, s, t, 1.0),
+    let (mode, slope) = activation.mode();
+    match mode {
+        RELU => run::<RELU>(out, input, s, t, slope),
+        LEAKY => run::<LEAKY>(out, input, s, t, slope),
+        _ => run::<IDENTITY>(out, input, s, t, slope),
     }
 }
 

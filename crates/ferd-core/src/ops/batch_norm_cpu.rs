@@ -175,10 +175,11 @@ pub fn backward_in_place(
         inv_std: stats.inv_std(params.epsilon),
         stats,
     };
-    match activation.mode() {
-        (RELU, _) => backward_with::<RELU>(g, x, dy, &terms, 1.0),
-        (LEAKY, slope) => backward_with::<LEAKY>(g, x, dy, &terms, slope),
-        _ => backward_with::<IDENTITY>(g, x, dy, &terms, 1.0),
+    let (mode, slope) = activation.mode();
+    match mode {
+        RELU => backward_with::<RELU>(g, x, dy, &terms, slope),
+        LEAKY => backward_with::<LEAKY>(g, x, dy, &terms, slope),
+        _ => backward_with::<IDENTITY>(g, x, dy, &terms, slope),
     }
 }
 
