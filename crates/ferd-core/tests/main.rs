@@ -8,3 +8,4 @@ mod conv;
 mod golden;
 mod pool;
 mod properties;
+mod upsample;

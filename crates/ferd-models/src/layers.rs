@@ -12,21 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::classifier::Tap;
 
-/// Nearest-neighbour upsampling of `[B, C, H, W]` by an integer `factor` (PyTorch's
-/// `nn.Upsample(scale_factor=factor)`), written as a broadcast of each pixel over a
-/// `factor x factor` block: integer indexing only, and the backward is a sum over the block.
-///
-/// Burn 0.22.1's `interpolate` (nearest) maps output to input pixels with a float division. On
-/// an NVIDIA GPU under wgpu its backward gave wrong gradients for the generator's 7 -> 14
-/// upsampling (input gradient off by up to 110% of its scale; measured on an H200, 2026-11-30;
-/// upstream tracel-ai/burn#4686 reports the forward for other sizes). Broadcasting gives the
-/// same values as the reference on every backend (`ferd-distill/tests/backend_agreement.rs`).
-pub fn upsample_nearest(x: Tensor<4>, factor: usize) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    x.reshape([b, c, h, 1, w, 1])
-        .expand([b, c, h, factor, w, factor])
-        .reshape([b, c, h * factor, w * factor])
-}
+pub use ferd_core::ops::upsample_nearest;
 
 /// A bias-free `k x k` convolution with PyTorch's padding `k / 2`.
 pub fn conv(

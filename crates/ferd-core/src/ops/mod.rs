@@ -1,7 +1,8 @@
 //! ferd's own operations, where Burn's CPU backend is slow for the small networks ferd trains.
 //!
 //! [`conv2d`] is a drop-in for `burn::tensor::module::conv2d`, [`max_pool2d`] for
-//! `burn::tensor::module::max_pool2d`, [`channel_affine`] for an inference-mode BatchNorm and its
+//! `burn::tensor::module::max_pool2d`, [`upsample_nearest`] for PyTorch's `nn.Upsample` with an
+//! integer factor, [`channel_affine`] for an inference-mode BatchNorm and its
 //! ReLU, [`batch_norm_train`] for a training-mode BatchNorm and its ReLU. On Flex with f32 tensors they run ferd's kernels (the
 //! forward, and on an autodiff device the gradients too, see `docs/performance.md`); on every
 //! other backend and dtype they call Burn's op unchanged. The environment variable
@@ -19,6 +20,9 @@ mod conv_flex;
 pub mod pool_cpu;
 #[cfg(feature = "flex")]
 mod pool_flex;
+pub mod upsample_cpu;
+#[cfg(feature = "flex")]
+mod upsample_flex;
 
 use std::sync::OnceLock;
 
@@ -31,6 +35,7 @@ pub use affine_cpu::Activation;
 use affine_cpu::AffineGeometry;
 use conv_cpu::ConvGeometry;
 use pool_cpu::PoolGeometry;
+use upsample_cpu::UpsampleGeometry;
 
 /// The environment variable that selects the convolution kernels: `ferd` (default) or `burn`.
 pub const KERNELS_VAR: &str = "FERD_KERNELS";
@@ -171,6 +176,55 @@ pub fn max_pool2d(x: Tensor<4>, options: MaxPoolOptions<2>) -> Tensor<4> {
             options.kernel_size,
             options.stride,
         ))
+    }
+    #[cfg(not(feature = "flex"))]
+    unreachable!("ferd's kernels exist only with the flex feature")
+}
+
+/// Nearest-neighbour upsampling of `x [B, C, H, W]` to `[B, C, f H, f W]` by an integer
+/// `factor` (PyTorch's `nn.Upsample(scale_factor=factor)`): every pixel becomes a
+/// `factor x factor` block, and its gradient is the sum of the output gradient over the block.
+/// On Flex with f32 tensors it is ferd's kernel; elsewhere a broadcast of each pixel over its
+/// block, integer indexing only.
+///
+/// Burn 0.22.1's `interpolate` (nearest) maps output to input pixels with a float division. On
+/// an NVIDIA GPU under wgpu its backward gave wrong gradients for the generator's 7 -> 14
+/// upsampling (input gradient off by up to 110% of its scale; measured on an H200, 2026-11-30;
+/// upstream tracel-ai/burn#4686 reports the forward for other sizes). The broadcast gives the
+/// reference's values on every backend (`ferd-distill/tests/backend_agreement.rs`).
+///
+/// # Panics
+/// If `factor` is 0.
+///
+/// # Examples
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// let device = Device::default();
+/// let x = Tensor::<1>::from_floats([1.0, 2.0], &device).reshape([1, 1, 1, 2]);
+/// let y = ferd_core::ops::upsample_nearest(x, 2);
+/// assert_eq!(y.dims(), [1, 1, 2, 4]);
+/// assert_eq!(y.into_data().try_to_vec::<f32>().unwrap(), [1., 1., 2., 2., 1., 1., 2., 2.]);
+/// ```
+pub fn upsample_nearest(x: Tensor<4>, factor: usize) -> Tensor<4> {
+    if let Err(detail) = UpsampleGeometry::new(x.dims(), factor) {
+        panic!("{}", shape_error("upsample_nearest", detail));
+    }
+    if !uses_ferd_kernels(&[&x]) {
+        let [b, c, h, w] = x.dims();
+        return x
+            .reshape([b, c, h, 1, w, 1])
+            .expand([b, c, h, factor, w, factor])
+            .reshape([b, c, h * factor, w * factor]);
+    }
+    #[cfg(feature = "flex")]
+    {
+        use burn::backend::Dispatch;
+        Tensor::<4>::from_dispatch(
+            <Dispatch as upsample_flex::UpsampleBackend>::ferd_upsample_nearest(
+                x.into_dispatch(),
+                factor,
+            ),
+        )
     }
     #[cfg(not(feature = "flex"))]
     unreachable!("ferd's kernels exist only with the flex feature")
