@@ -20,6 +20,7 @@ mod conv_flex;
 pub mod pool_cpu;
 #[cfg(feature = "flex")]
 mod pool_flex;
+mod simd;
 pub mod upsample_cpu;
 #[cfg(feature = "flex")]
 mod upsample_flex;
