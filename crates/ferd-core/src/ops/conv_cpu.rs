@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::simd::vectorized;
+use super::simd::dispatch;
 
 thread_local! {
     /// Each thread's im2col buffer, kept between calls: a fresh multi-megabyte allocation per
@@ -673,45 +673,48 @@ pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     out
 }
 
-vectorized! {
-    /// One depthwise output plane: `out[o] = Σ_{i,j} w[i,j] x[src(o, i, j)]`, summed in `(i, j)`
-    /// order for every output.
-    fn depthwise_plane(
-        g: &ConvGeometry,
-        taps: &[Tap],
-        runs: Option<&[TapRun]>,
-        x: &[f32],
-        w: &[f32],
-        out: &mut [f32],
-    ) {
-        if let Some(runs) = runs {
-            for (&weight, run) in w.iter().zip(runs) {
-                let len = run.inside.len();
-                let (out, x) = (&mut out[run.out..][..len], &x[run.input..][..len]);
-                for ((value, &input), &inside) in out.iter_mut().zip(x).zip(&run.inside) {
-                    let term = weight * input;
-                    *value += if inside { term } else { 0.0 };
-                }
-            }
-            return;
-        }
-        for (&weight, tap) in w.iter().zip(taps) {
-            for oy in tap.rows.clone() {
-                let line = &x[tap.input_row(oy) * g.width..][tap.first_col..];
-                let out = &mut out[oy * g.out_width..][tap.cols.clone()];
-                if g.stride[1] == 1 {
-                    // The same sums as below, as a loop over two slices that vectorizes.
-                    for (value, &input) in out.iter_mut().zip(line) {
-                        *value += weight * input;
+/// One depthwise output plane: `out[o] = Σ_{i,j} w[i,j] x[src(o, i, j)]`, summed in `(i, j)`
+/// order for every output.
+fn depthwise_plane(
+    g: &ConvGeometry,
+    taps: &[Tap],
+    runs: Option<&[TapRun]>,
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+) {
+    dispatch(
+        #[inline(always)]
+        || {
+            if let Some(runs) = runs {
+                for (&weight, run) in w.iter().zip(runs) {
+                    let len = run.inside.len();
+                    let (out, x) = (&mut out[run.out..][..len], &x[run.input..][..len]);
+                    for ((value, &input), &inside) in out.iter_mut().zip(x).zip(&run.inside) {
+                        let term = weight * input;
+                        *value += if inside { term } else { 0.0 };
                     }
-                    continue;
                 }
-                for (b, value) in out.iter_mut().enumerate() {
-                    *value += weight * line[b * g.stride[1]];
+                return;
+            }
+            for (&weight, tap) in w.iter().zip(taps) {
+                for oy in tap.rows.clone() {
+                    let line = &x[tap.input_row(oy) * g.width..][tap.first_col..];
+                    let out = &mut out[oy * g.out_width..][tap.cols.clone()];
+                    if g.stride[1] == 1 {
+                        // The same sums as below, as a loop over two slices that vectorizes.
+                        for (value, &input) in out.iter_mut().zip(line) {
+                            *value += weight * input;
+                        }
+                        continue;
+                    }
+                    for (b, value) in out.iter_mut().enumerate() {
+                        *value += weight * line[b * g.stride[1]];
+                    }
                 }
             }
-        }
-    }
+        },
+    )
 }
 
 /// The gradient of the input, `[B, C_in, H, W]`, from the output gradient `dy`.
@@ -775,43 +778,46 @@ pub fn input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
     dx
 }
 
-vectorized! {
-    /// The adjoint of [`depthwise_plane`] for one plane.
-    fn depthwise_input_plane(
-        g: &ConvGeometry,
-        taps: &[Tap],
-        runs: Option<&[TapRun]>,
-        w: &[f32],
-        dy: &[f32],
-        dx: &mut [f32],
-    ) {
-        if let Some(runs) = runs {
-            for (&weight, run) in w.iter().zip(runs) {
-                let len = run.inside.len();
-                let (dx, dy) = (&mut dx[run.input..][..len], &dy[run.out..][..len]);
-                for ((value, &grad), &inside) in dx.iter_mut().zip(dy).zip(&run.inside) {
-                    let term = weight * grad;
-                    *value += if inside { term } else { 0.0 };
-                }
-            }
-            return;
-        }
-        for (&weight, tap) in w.iter().zip(taps) {
-            for oy in tap.rows.clone() {
-                let line = &mut dx[tap.input_row(oy) * g.width..][tap.first_col..];
-                let dy = &dy[oy * g.out_width..][tap.cols.clone()];
-                if g.stride[1] == 1 {
-                    for (value, &grad) in line.iter_mut().zip(dy) {
-                        *value += weight * grad;
+/// The adjoint of [`depthwise_plane`] for one plane.
+fn depthwise_input_plane(
+    g: &ConvGeometry,
+    taps: &[Tap],
+    runs: Option<&[TapRun]>,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    dispatch(
+        #[inline(always)]
+        || {
+            if let Some(runs) = runs {
+                for (&weight, run) in w.iter().zip(runs) {
+                    let len = run.inside.len();
+                    let (dx, dy) = (&mut dx[run.input..][..len], &dy[run.out..][..len]);
+                    for ((value, &grad), &inside) in dx.iter_mut().zip(dy).zip(&run.inside) {
+                        let term = weight * grad;
+                        *value += if inside { term } else { 0.0 };
                     }
-                    continue;
                 }
-                for (b, &grad) in dy.iter().enumerate() {
-                    line[b * g.stride[1]] += weight * grad;
+                return;
+            }
+            for (&weight, tap) in w.iter().zip(taps) {
+                for oy in tap.rows.clone() {
+                    let line = &mut dx[tap.input_row(oy) * g.width..][tap.first_col..];
+                    let dy = &dy[oy * g.out_width..][tap.cols.clone()];
+                    if g.stride[1] == 1 {
+                        for (value, &grad) in line.iter_mut().zip(dy) {
+                            *value += weight * grad;
+                        }
+                        continue;
+                    }
+                    for (b, &grad) in dy.iter().enumerate() {
+                        line[b * g.stride[1]] += weight * grad;
+                    }
                 }
             }
-        }
-    }
+        },
+    )
 }
 
 /// The most shares the batch is split into for the weight gradient. A constant, not the thread
@@ -903,61 +909,64 @@ fn weight_grad_images(
     });
 }
 
-vectorized! {
-    /// Adds one plane's depthwise weight gradient: `dw[i,j] += Σ_o dy[o] x[src(o, i, j)]`. Over
-    /// a [`TapRun`], [`RUN_LANES`] partial sums; otherwise each output column keeps its own
-    /// partial sum down the rows (`columns`, at least `W_out` long). Both are loops that
-    /// vectorize, where one running sum per row was a chain of dependent additions; the partial
-    /// sums are then added in order.
-    fn depthwise_weight_plane(
-        g: &ConvGeometry,
-        taps: &[Tap],
-        runs: Option<&[TapRun]>,
-        x: &[f32],
-        dy: &[f32],
-        dw: &mut [f32],
-        columns: &mut [f32],
-    ) {
-        if let Some(runs) = runs {
-            for (dw, run) in dw.iter_mut().zip(runs) {
-                let len = run.inside.len();
-                let (x, dy) = (&x[run.input..][..len], &dy[run.out..][..len]);
-                let mut lanes = [0.0f32; RUN_LANES];
-                let chunks = (x.chunks_exact(RUN_LANES))
-                    .zip(dy.chunks_exact(RUN_LANES))
-                    .zip(run.inside.chunks_exact(RUN_LANES));
-                for ((x, dy), inside) in chunks {
-                    for lane in 0..RUN_LANES {
-                        let term = dy[lane] * x[lane];
-                        lanes[lane] += if inside[lane] { term } else { 0.0 };
+/// Adds one plane's depthwise weight gradient: `dw[i,j] += Σ_o dy[o] x[src(o, i, j)]`. Over
+/// a [`TapRun`], [`RUN_LANES`] partial sums; otherwise each output column keeps its own
+/// partial sum down the rows (`columns`, at least `W_out` long). Both are loops that
+/// vectorize, where one running sum per row was a chain of dependent additions; the partial
+/// sums are then added in order.
+fn depthwise_weight_plane(
+    g: &ConvGeometry,
+    taps: &[Tap],
+    runs: Option<&[TapRun]>,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    columns: &mut [f32],
+) {
+    dispatch(
+        #[inline(always)]
+        || {
+            if let Some(runs) = runs {
+                for (dw, run) in dw.iter_mut().zip(runs) {
+                    let len = run.inside.len();
+                    let (x, dy) = (&x[run.input..][..len], &dy[run.out..][..len]);
+                    let mut lanes = [0.0f32; RUN_LANES];
+                    let chunks = (x.chunks_exact(RUN_LANES))
+                        .zip(dy.chunks_exact(RUN_LANES))
+                        .zip(run.inside.chunks_exact(RUN_LANES));
+                    for ((x, dy), inside) in chunks {
+                        for lane in 0..RUN_LANES {
+                            let term = dy[lane] * x[lane];
+                            lanes[lane] += if inside[lane] { term } else { 0.0 };
+                        }
+                    }
+                    let tail = len - len % RUN_LANES;
+                    let rest = (x[tail..].iter().zip(&dy[tail..]).zip(&run.inside[tail..]))
+                        .map(|((&x, &dy), &inside)| if inside { dy * x } else { 0.0 });
+                    *dw += lanes.iter().copied().chain(rest).sum::<f32>();
+                }
+                return;
+            }
+            for (dw, tap) in dw.iter_mut().zip(taps) {
+                let columns = &mut columns[..tap.cols.len()];
+                columns.fill(0.0);
+                for oy in tap.rows.clone() {
+                    let line = &x[tap.input_row(oy) * g.width..][tap.first_col..];
+                    let dy = &dy[oy * g.out_width..][tap.cols.clone()];
+                    if g.stride[1] == 1 {
+                        for ((sum, &grad), &input) in columns.iter_mut().zip(dy).zip(line) {
+                            *sum += grad * input;
+                        }
+                        continue;
+                    }
+                    for (b, (sum, &grad)) in columns.iter_mut().zip(dy).enumerate() {
+                        *sum += grad * line[b * g.stride[1]];
                     }
                 }
-                let tail = len - len % RUN_LANES;
-                let rest = (x[tail..].iter().zip(&dy[tail..]).zip(&run.inside[tail..]))
-                    .map(|((&x, &dy), &inside)| if inside { dy * x } else { 0.0 });
-                *dw += lanes.iter().copied().chain(rest).sum::<f32>();
+                *dw += columns.iter().sum::<f32>();
             }
-            return;
-        }
-        for (dw, tap) in dw.iter_mut().zip(taps) {
-            let columns = &mut columns[..tap.cols.len()];
-            columns.fill(0.0);
-            for oy in tap.rows.clone() {
-                let line = &x[tap.input_row(oy) * g.width..][tap.first_col..];
-                let dy = &dy[oy * g.out_width..][tap.cols.clone()];
-                if g.stride[1] == 1 {
-                    for ((sum, &grad), &input) in columns.iter_mut().zip(dy).zip(line) {
-                        *sum += grad * input;
-                    }
-                    continue;
-                }
-                for (b, (sum, &grad)) in columns.iter_mut().zip(dy).enumerate() {
-                    *sum += grad * line[b * g.stride[1]];
-                }
-            }
-            *dw += columns.iter().sum::<f32>();
-        }
-    }
+        },
+    )
 }
 
 #[cfg(test)]
