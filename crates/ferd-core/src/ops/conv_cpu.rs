@@ -310,6 +310,24 @@ struct TapRun {
 /// Partial sums of [`depthwise_weight_plane`] over a run: enough for the loop to vectorize.
 const RUN_LANES: usize = 16;
 
+/// `dst[p] += weight * src[p]` where `inside[p]`, and `+0.0` elsewhere: one tap over a
+/// [`TapRun`], in the forward (`dst` the output) and in its adjoint (`dst` the input gradient).
+#[inline(always)]
+fn add_scaled_inside(dst: &mut [f32], src: &[f32], inside: &[bool], weight: f32) {
+    for ((value, &source), &inside) in dst.iter_mut().zip(src).zip(inside) {
+        let term = weight * source;
+        *value += if inside { term } else { 0.0 };
+    }
+}
+
+/// `dst[b] += weight * src[b]`: one tap along one row at stride 1.
+#[inline(always)]
+fn add_scaled(dst: &mut [f32], src: &[f32], weight: f32) {
+    for (value, &source) in dst.iter_mut().zip(src) {
+        *value += weight * source;
+    }
+}
+
 /// The outputs for which one kernel tap reads inside the image form a rectangle, `rows x cols`;
 /// output `(rows.start + a, cols.start + b)` reads input
 /// `(first_row + a * stride[0], first_col + b * stride[1])`. Everywhere else the tap reads padding.
@@ -690,10 +708,7 @@ fn depthwise_plane(
                 for (&weight, run) in w.iter().zip(runs) {
                     let len = run.inside.len();
                     let (out, x) = (&mut out[run.out..][..len], &x[run.input..][..len]);
-                    for ((value, &input), &inside) in out.iter_mut().zip(x).zip(&run.inside) {
-                        let term = weight * input;
-                        *value += if inside { term } else { 0.0 };
-                    }
+                    add_scaled_inside(out, x, &run.inside, weight);
                 }
                 return;
             }
@@ -703,9 +718,7 @@ fn depthwise_plane(
                     let out = &mut out[oy * g.out_width..][tap.cols.clone()];
                     if g.stride[1] == 1 {
                         // The same sums as below, as a loop over two slices that vectorizes.
-                        for (value, &input) in out.iter_mut().zip(line) {
-                            *value += weight * input;
-                        }
+                        add_scaled(out, line, weight);
                         continue;
                     }
                     for (b, value) in out.iter_mut().enumerate() {
@@ -794,10 +807,7 @@ fn depthwise_input_plane(
                 for (&weight, run) in w.iter().zip(runs) {
                     let len = run.inside.len();
                     let (dx, dy) = (&mut dx[run.input..][..len], &dy[run.out..][..len]);
-                    for ((value, &grad), &inside) in dx.iter_mut().zip(dy).zip(&run.inside) {
-                        let term = weight * grad;
-                        *value += if inside { term } else { 0.0 };
-                    }
+                    add_scaled_inside(dx, dy, &run.inside, weight);
                 }
                 return;
             }
@@ -806,9 +816,7 @@ fn depthwise_input_plane(
                     let line = &mut dx[tap.input_row(oy) * g.width..][tap.first_col..];
                     let dy = &dy[oy * g.out_width..][tap.cols.clone()];
                     if g.stride[1] == 1 {
-                        for (value, &grad) in line.iter_mut().zip(dy) {
-                            *value += weight * grad;
-                        }
+                        add_scaled(line, dy, weight);
                         continue;
                     }
                     for (b, &grad) in dy.iter().enumerate() {
