@@ -264,11 +264,17 @@ impl ConvGeometry {
         (0..kh * kw).map(|t| self.tap(t / kw, t % kw)).collect()
     }
 
-    /// Every kernel tap as a [`TapRun`], in the order of [`ConvGeometry::taps`], where each
-    /// output row reads one input row shifted along it (stride 1 and `W_out = W`, every "same"
-    /// depthwise layer); `None` elsewhere.
-    fn tap_runs(&self) -> Option<Vec<TapRun>> {
-        if self.stride != [1, 1] || self.out_width != self.width {
+    /// Whether each output row of every tap reads one input row shifted along it: stride 1 and
+    /// `W_out = W`, as in every "same" layer. Then a tap's rows are one run of the plane
+    /// ([`Tap::gather_rows`], [`TapRun`]).
+    fn reads_shifted_rows(&self) -> bool {
+        self.stride == [1, 1] && self.out_width == self.width
+    }
+
+    /// `taps` (from [`ConvGeometry::taps`]) as [`TapRun`]s, in their order, where
+    /// [`ConvGeometry::reads_shifted_rows`]; `None` elsewhere.
+    fn tap_runs(&self, taps: &[Tap]) -> Option<Vec<TapRun>> {
+        if !self.reads_shifted_rows() {
             return None;
         }
         let width = self.width;
@@ -290,7 +296,7 @@ impl ConvGeometry {
                     .collect(),
             }
         };
-        Some(self.taps().iter().map(run).collect())
+        Some(taps.iter().map(run).collect())
     }
 }
 
@@ -494,7 +500,7 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
     let [kh, kw] = g.kernel;
     let (oh, ow) = (g.out_height, g.out_width);
     let plane = g.height * g.width;
-    let shifted_rows = g.stride == [1, 1] && ow == g.width;
+    let shifted_rows = g.reads_shifted_rows();
     // Taps outermost: a tap depends on the kernel offset alone, not on the channel.
     for i in 0..kh {
         for j in 0..kw {
@@ -650,7 +656,8 @@ pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         return out;
     }
     if g.is_depthwise() {
-        let (taps, runs) = (g.taps(), g.tap_runs());
+        let taps = g.taps();
+        let runs = g.tap_runs(&taps);
         out.par_chunks_mut(g.col_cols())
             .enumerate()
             .for_each(|(plane, out)| {
@@ -748,7 +755,8 @@ pub fn input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
     }
     let (k, n) = (g.col_rows(), g.col_cols());
     if g.is_depthwise() {
-        let (taps, runs) = (g.taps(), g.tap_runs());
+        let taps = g.taps();
+        let runs = g.tap_runs(&taps);
         dx.par_chunks_mut(g.height * g.width)
             .enumerate()
             .for_each(|(plane, dx)| {
@@ -892,7 +900,8 @@ fn weight_grad_images(
     let (k, n) = (g.col_rows(), g.col_cols());
     let plane = g.height * g.width;
     if g.is_depthwise() {
-        let (taps, runs, mut columns) = (g.taps(), g.tap_runs(), vec![0.0; g.out_width]);
+        let taps = g.taps();
+        let (runs, mut columns) = (g.tap_runs(&taps), vec![0.0; g.out_width]);
         for b in images {
             for c in 0..g.out_channels {
                 let x = &x[(b * g.in_channels + c) * plane..][..plane];

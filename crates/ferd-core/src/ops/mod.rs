@@ -2,11 +2,12 @@
 //!
 //! [`conv2d`] is a drop-in for `burn::tensor::module::conv2d`, [`max_pool2d`] for
 //! `burn::tensor::module::max_pool2d`, [`upsample_nearest`] for PyTorch's `nn.Upsample` with an
-//! integer factor, [`channel_affine`] for an inference-mode BatchNorm and its
-//! ReLU, [`batch_norm_train`] for a training-mode BatchNorm and its ReLU. On Flex with f32 tensors they run ferd's kernels (the
-//! forward, and on an autodiff device the gradients too, see `docs/performance.md`); on every
-//! other backend and dtype they call Burn's op unchanged. The environment variable
-//! [`KERNELS_VAR`] set to `burn` forces Burn's ops everywhere, for comparisons.
+//! integer factor, [`channel_affine`] for an inference-mode BatchNorm and its ReLU,
+//! [`batch_norm_train`] for a training-mode BatchNorm and its ReLU. On Flex with f32 tensors
+//! they run ferd's kernels (the forward, and on an autodiff device the gradients too, see
+//! `docs/performance.md`); on every other backend and dtype they call Burn's op unchanged. The
+//! environment variable [`KERNELS_VAR`] set to `burn` forces Burn's ops everywhere, for
+//! comparisons.
 
 pub mod affine_cpu;
 #[cfg(feature = "flex")]
