@@ -7,7 +7,8 @@
 //!
 //! - forward: `Y_g = W_g · col(X_g)`, `[C_out/groups, K] x [K, N]`;
 //! - input gradient: `dX_g = col⁻¹(W_gᵀ · dY_g)` (col⁻¹ adds each column back where it was read);
-//! - weight gradient: `dW_g = Σ_b dY_g · col(X_g)ᵀ`, accumulated per thread, then summed.
+//! - weight gradient: `dW_g = Σ_b dY_g · col(X_g)ᵀ` (or its transpose, whichever gemm writes
+//!   faster), accumulated per share of the batch, then summed.
 //!
 //! A 1x1 convolution with stride 1 and no padding needs no im2col: `col(X) = X`. Depthwise
 //! convolutions (one input channel per group) use a direct loop instead of a `[1, kH kW]` GEMM.
@@ -19,6 +20,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::direct_cpu;
 use super::simd::dispatch;
 
 thread_local! {
@@ -28,7 +30,7 @@ thread_local! {
 }
 
 /// Runs `work` with this thread's scratch buffer resized to `len`.
-fn with_scratch<R>(len: usize, work: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(len: usize, work: impl FnOnce(&mut [f32]) -> R) -> R {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         if scratch.len() < len {
@@ -651,6 +653,9 @@ pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         "conv forward: input length"
     );
     assert_eq!(w.len(), g.weight_len(), "conv forward: weight length");
+    if let Some(out) = direct_cpu::forward(g, x, w) {
+        return out;
+    }
     let mut out = vec![0.0; g.output_len()];
     if g.output_len() == 0 {
         return out;
@@ -749,6 +754,9 @@ pub fn input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
         g.output_len(),
         "conv input gradient: output-gradient length"
     );
+    if let Some(dx) = direct_cpu::input_grad(g, w, dy) {
+        return dx;
+    }
     let mut dx = vec![0.0; g.batch * g.image_len()];
     if dx.is_empty() {
         return dx;
@@ -881,15 +889,79 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             dw
         })
         .collect();
+    sum_shares(g, partials)
+}
+
+/// Floats per task when the partial sums are added: runs long enough to vectorize, tasks
+/// enough to share a deep layer's weight between threads.
+const SUM_CHUNK: usize = 1 << 14;
+
+/// Weight rows per task when a transposed sum is turned back: each task reads runs of this many
+/// consecutive floats and writes this many rows, a few cache lines at a time.
+const TILE: usize = 16;
+
+/// `dw = Σ_s partials[s]`, the shares added in order, in parallel over chunks (a deep layer's
+/// weight is millions of floats); then each group's block turned back to `[C_out/groups, K]`
+/// where [`ConvGeometry::weight_grad_transposed`] had it stored transposed.
+fn sum_shares(g: &ConvGeometry, partials: Vec<Vec<f32>>) -> Vec<f32> {
     let mut partials = partials.into_iter();
-    let mut dw = partials.next().unwrap_or_else(|| vec![0.0; len]);
-    for partial in partials {
-        dw.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
+    let mut sum = partials.next().unwrap_or_else(|| vec![0.0; g.weight_len()]);
+    let rest: Vec<Vec<f32>> = partials.collect();
+    sum.par_chunks_mut(SUM_CHUNK)
+        .enumerate()
+        .for_each(|(chunk, sum)| {
+            for partial in &rest {
+                let partial = &partial[chunk * SUM_CHUNK..][..sum.len()];
+                sum.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+            }
+        });
+    if !g.weight_grad_transposed() || g.group_out() == 1 {
+        return sum;
     }
+    let (k, rows) = (g.col_rows(), g.group_out());
+    let mut dw = vec![0.0; g.weight_len()];
+    // Tasks of `TILE` weight rows of one group; `rows` need not be a multiple of `TILE`.
+    let tasks: Vec<(usize, &mut [f32])> = dw
+        .chunks_mut(rows * k)
+        .enumerate()
+        .flat_map(|(group, block)| {
+            (block.chunks_mut(TILE * k).enumerate())
+                .map(move |(tile, dw)| (group * rows * k + tile * TILE, dw))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(source, dw)| {
+        let count = dw.len() / k;
+        for r in 0..k {
+            let column = &sum[source + r * rows..][..count];
+            for (i, &value) in column.iter().enumerate() {
+                dw[i * k + r] = value;
+            }
+        }
+    });
     dw
 }
 
-/// Adds the weight gradient of `images` into `dw`.
+/// The most output channels (per group) whose weight gradient is computed transposed: at
+/// ResNet-18's last stage (`[512, 4608]`, 4 shares) transposing the 2.4 million floats back
+/// took more time than the faster product saved (27 against 33 ms per layer, 2 threads).
+const MAX_TRANSPOSED_ROWS: usize = 256;
+
+impl ConvGeometry {
+    /// Whether [`weight_grad_images`] stores each group's `[C_out/groups, K]` block of the
+    /// weight gradient transposed, `[K, C_out/groups]`, computing `col · dYᵀ` rather than
+    /// `dY · colᵀ`: gemm writes a tall result faster than a wide one. At ResNet-18's first
+    /// block (`[64, 576]` from 1,024 positions) that is 105-140 against 53-70 GFLOP/s on one
+    /// core; at its stem (`[64, 27]`) the wide one wins, 65-72 against 40-42 (`gemm` 0.19).
+    /// Past [`MAX_TRANSPOSED_ROWS`] output channels, turning the sum back costs more than the
+    /// product gains.
+    fn weight_grad_transposed(&self) -> bool {
+        self.col_rows() >= self.group_out() && self.group_out() <= MAX_TRANSPOSED_ROWS
+    }
+}
+
+/// Adds the weight gradient of `images` into `dw`, each group's block stored as
+/// [`ConvGeometry::weight_grad_transposed`] says (a depthwise group's block is one row, the
+/// same either way).
 fn weight_grad_images(
     g: &ConvGeometry,
     x: &[f32],
@@ -920,7 +992,11 @@ fn weight_grad_images(
             for group in 0..g.groups {
                 let cols = g.chunk_cols(x, chunk, group, col);
                 let dyg = g.chunk_rows(dy, chunk, group, staging);
-                matmul(&mut dw[group * rows * k..][..rows * k], dyg, cols.t(), true);
+                let dw = &mut dw[group * rows * k..][..rows * k];
+                match g.weight_grad_transposed() {
+                    true => matmul(dw, cols, dyg.t(), true),
+                    false => matmul(dw, dyg, cols.t(), true),
+                }
             }
         }
     });

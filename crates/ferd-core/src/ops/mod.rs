@@ -18,6 +18,7 @@ mod batch_norm_flex;
 pub mod conv_cpu;
 #[cfg(feature = "flex")]
 mod conv_flex;
+mod direct_cpu;
 pub mod pool_cpu;
 #[cfg(feature = "flex")]
 mod pool_flex;
