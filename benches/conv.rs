@@ -29,39 +29,33 @@ struct Layer {
 }
 
 /// ResNet-18 for 32x32 inputs (`ResNetConfig::resnet18`): the stem, the four stages' 3x3
-/// convolutions, the downsampling 3x3 and 1x1 shortcut of stages 2 to 4.
-const LAYERS: [Layer; 11] = {
-    const fn layer(
-        in_channels: usize,
-        out_channels: usize,
-        size: usize,
-        kernel: usize,
-        stride: usize,
-        count: usize,
-    ) -> Layer {
-        Layer {
+/// convolutions, the downsampling 3x3 and 1x1 shortcut of stages 2 to 4. Each row: input and
+/// output channels, map size, kernel, stride, count.
+fn layers() -> [Layer; 11] {
+    [
+        [3, 64, 32, 3, 1, 1],
+        [64, 64, 32, 3, 1, 4],
+        [64, 128, 32, 3, 2, 1],
+        [64, 128, 32, 1, 2, 1],
+        [128, 128, 16, 3, 1, 3],
+        [128, 256, 16, 3, 2, 1],
+        [128, 256, 16, 1, 2, 1],
+        [256, 256, 8, 3, 1, 3],
+        [256, 512, 8, 3, 2, 1],
+        [256, 512, 8, 1, 2, 1],
+        [512, 512, 4, 3, 1, 3],
+    ]
+    .map(
+        |[in_channels, out_channels, size, kernel, stride, count]| Layer {
             in_channels,
             out_channels,
             size,
             kernel,
             stride,
             count,
-        }
-    }
-    [
-        layer(3, 64, 32, 3, 1, 1),
-        layer(64, 64, 32, 3, 1, 4),
-        layer(64, 128, 32, 3, 2, 1),
-        layer(64, 128, 32, 1, 2, 1),
-        layer(128, 128, 16, 3, 1, 3),
-        layer(128, 256, 16, 3, 2, 1),
-        layer(128, 256, 16, 1, 2, 1),
-        layer(256, 256, 8, 3, 1, 3),
-        layer(256, 512, 8, 3, 2, 1),
-        layer(256, 512, 8, 1, 2, 1),
-        layer(512, 512, 4, 3, 1, 3),
-    ]
-};
+        },
+    )
+}
 
 /// Deterministic values in [-0.5, 0.5).
 fn values(len: usize, step: usize) -> Vec<f32> {
@@ -89,7 +83,7 @@ fn main() {
     println!("| layer (B{BATCH}) | count | forward | input grad | weight grad |");
     println!("|---|---:|---:|---:|---:|");
     let mut total = [0.0; 3];
-    for l in LAYERS {
+    for l in layers() {
         let padding = l.kernel / 2;
         let g = ConvGeometry::new(
             [BATCH, l.in_channels, l.size, l.size],

@@ -135,53 +135,65 @@ fn conv2d_matches_burn_with_several_images_per_gemm() {
     matches_burn(100..120, true);
 }
 
+impl Case {
+    /// A stride-1 problem with the given paddings (before, after), dilation and groups.
+    fn stride_one(
+        x: [usize; 4],
+        w: [usize; 4],
+        padding: [(usize, usize); 2],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> Self {
+        Self {
+            x,
+            w,
+            options: ConvOptions::new_with_padding([1, 1], padding, dilation, groups),
+            bias: true,
+        }
+    }
+}
+
+/// ferd's `conv2d` and Burn's agree on each of `cases`, seeds counted from `first_seed`.
+fn agree_on(cases: &[Case], first_seed: u64) {
+    for (i, case) in cases.iter().enumerate() {
+        agree_with_burn(case, first_seed + i as u64);
+    }
+}
+
 /// Layers wider than the random ones: more output channels per group than one block of rows
 /// when the CPU kernel stores the weight gradient transposed (and has to turn it back), with
 /// groups, and a layer too wide to be stored transposed.
 #[test]
 fn conv2d_matches_burn_on_wide_layers() {
-    let cases = [
-        ([2, 4, 5, 5], [20, 4, 3, 3], 1),
-        ([3, 8, 5, 4], [42, 4, 3, 3], 2),
-        ([2, 3, 6, 6], [40, 3, 1, 1], 1),
-        ([1, 40, 3, 3], [300, 40, 3, 3], 1),
-    ];
-    for (seed, (x, w, groups)) in cases.into_iter().enumerate() {
-        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], groups);
-        let case = Case {
-            x,
-            w,
-            options,
-            bias: false,
-        };
-        agree_with_burn(&case, 500 + seed as u64);
-    }
+    let same = [(1, 1), (1, 1)];
+    agree_on(
+        &[
+            Case::stride_one([2, 4, 5, 5], [20, 4, 3, 3], same, [1, 1], 1),
+            Case::stride_one([3, 8, 5, 4], [42, 4, 3, 3], same, [1, 1], 2),
+            Case::stride_one([2, 3, 6, 6], [40, 3, 1, 1], same, [1, 1], 1),
+            Case::stride_one([1, 40, 3, 3], [300, 40, 3, 3], same, [1, 1], 1),
+        ],
+        500,
+    );
 }
 
 /// Layers that the CPU kernels compute directly, without im2col (stride 1, rows of whole
-/// 16-float vectors, at least 8 output channels): a last block of channels and a last tile of
+/// 16-float vectors, at least 6 output channels): a last block of channels and a last tile of
 /// vectors only partly used, dilation, padding on one side only, a one-row kernel, and a
 /// padding wider than the kernel reaches (direct forward, im2col input gradient).
 #[test]
 fn conv2d_matches_burn_where_computed_directly() {
-    let cases = [
-        ([2, 3, 16, 16], [10, 3, 3, 3], [(1, 1), (1, 1)], [1, 1]),
-        ([1, 9, 5, 32], [8, 9, 3, 3], [(2, 2), (2, 2)], [2, 2]),
-        ([2, 2, 4, 16], [12, 2, 3, 3], [(0, 2), (1, 1)], [1, 1]),
-        ([1, 5, 3, 16], [8, 5, 1, 3], [(0, 0), (1, 1)], [1, 1]),
-        ([2, 4, 6, 12], [8, 4, 3, 3], [(3, 3), (3, 3)], [1, 1]),
-        ([1, 16, 8, 48], [16, 16, 5, 3], [(2, 2), (1, 1)], [1, 1]),
-    ];
-    for (seed, (x, w, padding, dilation)) in cases.into_iter().enumerate() {
-        let options = ConvOptions::new_with_padding([1, 1], padding, dilation, 1);
-        let case = Case {
-            x,
-            w,
-            options,
-            bias: true,
-        };
-        agree_with_burn(&case, 700 + seed as u64);
-    }
+    agree_on(
+        &[
+            Case::stride_one([2, 3, 16, 16], [10, 3, 3, 3], [(1, 1), (1, 1)], [1, 1], 1),
+            Case::stride_one([1, 9, 5, 32], [8, 9, 3, 3], [(2, 2), (2, 2)], [2, 2], 1),
+            Case::stride_one([2, 2, 4, 16], [12, 2, 3, 3], [(0, 2), (1, 1)], [1, 1], 1),
+            Case::stride_one([1, 5, 3, 16], [8, 5, 1, 3], [(0, 0), (1, 1)], [1, 1], 1),
+            Case::stride_one([2, 4, 6, 12], [8, 4, 3, 3], [(3, 3), (3, 3)], [1, 1], 1),
+            Case::stride_one([1, 16, 8, 48], [16, 16, 5, 3], [(2, 2), (1, 1)], [1, 1], 1),
+        ],
+        700,
+    );
 }
 
 #[test]

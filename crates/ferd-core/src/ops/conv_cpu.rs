@@ -12,6 +12,8 @@
 //!
 //! A 1x1 convolution with stride 1 and no padding needs no im2col: `col(X) = X`. Depthwise
 //! convolutions (one input channel per group) use a direct loop instead of a `[1, kH kW]` GEMM.
+//! Stride-1 layers whose output rows are whole AVX-512 vectors take `super::direct_cpu` for the
+//! forward and the input gradient, where the CPU has AVX-512.
 //!
 //! Nothing here knows about Burn; `super::flex` moves tensors in and out.
 
