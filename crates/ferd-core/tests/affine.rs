@@ -1,8 +1,9 @@
 //! `ops::channel_affine` as an inference-mode BatchNorm and its (leaky) ReLU, against Burn's
 //! `module::batch_norm` (running statistics) followed by `relu` or `leaky_relu`, on random
-//! shapes and statistics: the output and the input gradient. The two evaluate the same map in different
-//! forms (`x * scale + shift` against `(x - mean) / sqrt(var + eps) * gamma + beta`), so they
-//! agree to the rounding of those forms: a few ulps of the largest term, bounded per value below.
+//! shapes and statistics: the output and the input gradient. The two evaluate the same map in
+//! different forms (`x * scale + shift` against `(x - mean) / sqrt(var + eps) * gamma + beta`),
+//! so they agree to the rounding of those forms: a few ulps of the largest term, bounded per
+//! value below.
 //! On Flex this compares ferd's kernel with Burn's ops; elsewhere Burn's ops on both sides.
 
 use burn::tensor::activation::{leaky_relu, relu};

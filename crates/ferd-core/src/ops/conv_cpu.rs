@@ -613,8 +613,11 @@ impl ConvGeometry {
             return Mat::new(image(chunk.first), self.col_rows(), chunk.width);
         }
         let n = self.col_cols();
-        for i in 0..chunk.count {
-            im2col(self, image(chunk.first + i), &mut col[i * n..], chunk.width);
+        // A matrix of no rows (no input channels) has nothing to fill, nor room to start at.
+        if self.col_rows() > 0 {
+            for i in 0..chunk.count {
+                im2col(self, image(chunk.first + i), &mut col[i * n..], chunk.width);
+            }
         }
         Mat::new(
             &col[..self.col_rows() * chunk.width],
@@ -1375,6 +1378,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A layer with no input channels (or, for the input gradient, no output channels) sums
+    /// nothing: zeros of the right shape, whichever path the layer's shape would otherwise take
+    /// (here a stride-1 layer of whole-vector rows).
+    #[test]
+    fn empty_channel_dimensions_give_zeros() {
+        let no_input =
+            ConvGeometry::new([2, 0, 4, 16], [8, 0, 3, 3], [1, 1], [(1, 1); 2], [1, 1], 1).unwrap();
+        assert_eq!(forward(&no_input, &[], &[]), vec![0.0; 2 * 8 * 4 * 16]);
+        assert_eq!(
+            weight_grad(&no_input, &[], &values(2 * 8 * 64, 1)),
+            Vec::<f32>::new()
+        );
+        let no_output =
+            ConvGeometry::new([2, 8, 4, 16], [0, 8, 3, 3], [1, 1], [(1, 1); 2], [1, 1], 1).unwrap();
+        assert_eq!(input_grad(&no_output, &[], &[]), vec![0.0; 2 * 8 * 4 * 16]);
     }
 
     #[test]

@@ -34,17 +34,18 @@ const ROWS: usize = 6;
 /// ResNet-18's first stage (about 290 GFLOP/s on 2 threads) and 10% faster on its second.
 const VECTORS: usize = 4;
 
-/// Whether [`forward`] computes this convolution: stride 1, one group, a kernel larger than
-/// 1x1 (a 1x1 convolution reads its input in place and gemm is as fast), at least a tile's
-/// [`ROWS`] output channels (ResNet-18's 3-channel input gradient took twice as long here as
-/// through gemm), output rows a whole number of vectors, and a CPU with AVX-512.
+/// Whether [`forward`] computes this convolution: stride 1, one group, at least one input
+/// channel (an image of none has no chunks to copy), a kernel larger than 1x1 (a 1x1
+/// convolution reads its input in place and gemm is as fast), at least a tile's [`ROWS`] output
+/// channels (ResNet-18's 3-channel input gradient took twice as long here as through gemm),
+/// output rows a whole number of vectors, and a CPU with AVX-512.
 fn qualifies(g: &ConvGeometry) -> bool {
     g.stride == [1, 1]
         && g.groups == 1
+        && g.in_channels > 0
         && g.kernel[0] * g.kernel[1] > 1
         && g.out_channels >= ROWS
         && g.out_width.is_multiple_of(LANES)
-        && g.out_height > 0
         && has_avx512()
 }
 
