@@ -12,8 +12,9 @@
 //!
 //! A 1x1 convolution with stride 1 and no padding needs no im2col: `col(X) = X`. Depthwise
 //! convolutions (one input channel per group) use a direct loop instead of a `[1, kH kW]` GEMM.
-//! Stride-1 layers whose output rows are whole AVX-512 vectors take `super::direct_cpu` for the
-//! forward and the input gradient, where the CPU has AVX-512.
+//! Where the CPU has AVX-512, two direct kernels take the forward and the stride-1 input gradient
+//! first (`super::packed_cpu` chooses): `super::direct_cpu` for stride-1 layers whose output rows
+//! are whole vectors, `super::lanes_cpu` for small maps of batches of about 48 images and more.
 //!
 //! Nothing here knows about Burn; `super::flex` moves tensors in and out.
 
@@ -22,7 +23,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::direct_cpu;
+use super::packed_cpu;
 use super::simd::dispatch;
 
 thread_local! {
@@ -198,9 +199,9 @@ impl ConvGeometry {
 
     /// For kernel offset `k` along a dimension, the input coordinate read by output `o`:
     /// `o * stride + k * dilation - padding`, `None` where it falls in the padding. The
-    /// definition that [`ConvGeometry::tap`]'s ranges are tested against.
-    #[cfg(test)]
-    fn source(
+    /// definition that [`ConvGeometry::tap`]'s ranges are tested against, and what
+    /// `super::lanes_cpu` visits tap by tap.
+    pub(super) fn source(
         o: usize,
         k: usize,
         stride: usize,
@@ -658,7 +659,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         "conv forward: input length"
     );
     assert_eq!(w.len(), g.weight_len(), "conv forward: weight length");
-    if let Some(out) = direct_cpu::forward(g, x, w) {
+    if let Some(out) = packed_cpu::forward(g, x, w) {
         return out;
     }
     let mut out = vec![0.0; g.output_len()];
@@ -759,7 +760,7 @@ pub fn input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
         g.output_len(),
         "conv input gradient: output-gradient length"
     );
-    if let Some(dx) = direct_cpu::input_grad(g, w, dy) {
+    if let Some(dx) = packed_cpu::input_grad(g, w, dy) {
         return dx;
     }
     let mut dx = vec![0.0; g.batch * g.image_len()];

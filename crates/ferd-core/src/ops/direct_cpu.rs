@@ -12,7 +12,7 @@
 //!
 //! The input gradient of a stride-1 convolution is the same operation: the output gradient
 //! correlated with the kernel flipped in both directions and transposed between input and output
-//! channels, padded by `(k - 1) d - p` ([`input_grad`]).
+//! channels, padded by `(k - 1) d - p` (`super::packed_cpu::input_grad`).
 //!
 //! Each output is one running sum over `(c, i, j)` in order, whatever the thread count. The
 //! kernel needs AVX-512; where the CPU lacks it (or a layer does not qualify) the callers keep
@@ -21,12 +21,10 @@
 use rayon::prelude::*;
 
 use super::conv_cpu::{ConvGeometry, with_scratch};
+use super::packed_cpu::{Packed, ROWS, has_avx512};
 
 /// Output positions per vector: one AVX-512 register of `f32`.
 const LANES: usize = 16;
-
-/// Output channels per tile: the weights broadcast for each `(c, i, j)`.
-const ROWS: usize = 6;
 
 /// Vectors of output positions per tile. With [`ROWS`] they make 24 accumulators, and with the
 /// 4 loaded vectors and a broadcast 29 of the 32 registers: 10 loads for 24 multiply-adds.
@@ -39,7 +37,7 @@ const VECTORS: usize = 4;
 /// convolution reads its input in place and gemm is as fast), at least a tile's [`ROWS`] output
 /// channels (ResNet-18's 3-channel input gradient took twice as long here as through gemm),
 /// output rows a whole number of vectors, and a CPU with AVX-512.
-fn qualifies(g: &ConvGeometry) -> bool {
+pub(super) fn qualifies(g: &ConvGeometry) -> bool {
     g.stride == [1, 1]
         && g.groups == 1
         && g.in_channels > 0
@@ -47,18 +45,6 @@ fn qualifies(g: &ConvGeometry) -> bool {
         && g.out_channels >= ROWS
         && g.out_width.is_multiple_of(LANES)
         && has_avx512()
-}
-
-/// Whether the CPU has AVX-512F, which the kernel is written in.
-#[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-}
-
-/// Whether the CPU has AVX-512F, which the kernel is written in.
-#[cfg(not(target_arch = "x86_64"))]
-fn has_avx512() -> bool {
-    false
 }
 
 /// The padded copy of one image: `C_in` planes of `height x width`, where input pixel `(y, x)`
@@ -150,23 +136,10 @@ impl Plan {
     }
 }
 
-/// The forward convolution without bias, `[B, C_out, H_out, W_out]`, or `None` where the layer
-/// does not qualify (see the module doc).
-pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
-    if !qualifies(g) {
-        return None;
-    }
+/// The forward convolution without bias, `[B, C_out, H_out, W_out]`, of a layer that
+/// [`qualifies`], with its packed weight.
+pub(super) fn forward(g: &ConvGeometry, x: &[f32], packed: &Packed) -> Vec<f32> {
     let plan = Plan::of(g);
-    let k = plan.taps.len();
-    // The weight in blocks of ROWS output channels, `[K, ROWS]` each, zero past C_out.
-    let blocks = g.out_channels.div_ceil(ROWS);
-    let mut packed = vec![0.0; blocks * k * ROWS];
-    for (o, row) in w.chunks_exact(k).enumerate() {
-        let block = &mut packed[(o / ROWS) * k * ROWS..][..k * ROWS];
-        for (t, &value) in row.iter().enumerate() {
-            block[t * ROWS + o % ROWS] = value;
-        }
-    }
     let plane = g.out_height * g.out_width;
     let image_len = g.in_channels * g.height * g.width;
     let mut out = vec![0.0; g.batch * g.out_channels * plane];
@@ -175,7 +148,7 @@ pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>
         .for_each(|(out, image)| {
             with_scratch(plan.copy_len(g), |copy| {
                 plan.padded.fill(g, image, copy);
-                for (block, weights) in packed.chunks_exact(k * ROWS).enumerate() {
+                for (block, weights) in packed.blocks().enumerate() {
                     let rows = (g.out_channels - block * ROWS).min(ROWS);
                     let out = &mut out[block * ROWS * plane..][..rows * plane];
                     for tile in plan.vectors.chunks(VECTORS) {
@@ -189,50 +162,7 @@ pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>
                 }
             })
         });
-    Some(out)
-}
-
-/// The gradient of the input, `[B, C_in, H, W]`, as the direct correlation of `dy` with the
-/// flipped, transposed kernel, or `None` where that convolution does not qualify or a padding
-/// exceeds the kernel's reach (`p > (k - 1) d`, where the flipped padding would be negative).
-pub(crate) fn input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
-    if g.stride != [1, 1] || g.groups != 1 {
-        return None;
-    }
-    let reach = |axis: usize| (g.kernel[axis] - 1) * g.dilation[axis];
-    // Stride 1: H_out = H + top + bottom - reach, so the bottom padding is what is left.
-    let [top, left] = g.padding;
-    let bottom = (g.out_height + reach(0)).checked_sub(g.height + top)?;
-    let right = (g.out_width + reach(1)).checked_sub(g.width + left)?;
-    let flipped = ConvGeometry::new(
-        [g.batch, g.out_channels, g.out_height, g.out_width],
-        [g.in_channels, g.out_channels, g.kernel[0], g.kernel[1]],
-        [1, 1],
-        [
-            (reach(0).checked_sub(top)?, reach(0).checked_sub(bottom)?),
-            (reach(1).checked_sub(left)?, reach(1).checked_sub(right)?),
-        ],
-        g.dilation,
-        1,
-    )
-    .ok()?;
-    if !qualifies(&flipped) || [flipped.out_height, flipped.out_width] != [g.height, g.width] {
-        return None;
-    }
-    let [kh, kw] = g.kernel;
-    let mut w_flipped = vec![0.0; w.len()];
-    for o in 0..g.out_channels {
-        for c in 0..g.in_channels {
-            for i in 0..kh {
-                for j in 0..kw {
-                    let from = ((o * g.in_channels + c) * kh + i) * kw + j;
-                    let to = ((c * g.out_channels + o) * kh + (kh - 1 - i)) * kw + (kw - 1 - j);
-                    w_flipped[to] = w[from];
-                }
-            }
-        }
-    }
-    forward(&flipped, dy, &w_flipped)
+    out
 }
 
 /// One tile: `ROWS` output channels (the first `out.len() / plane` of them stored) by

@@ -19,6 +19,8 @@ pub mod conv_cpu;
 #[cfg(feature = "flex")]
 mod conv_flex;
 mod direct_cpu;
+mod lanes_cpu;
+mod packed_cpu;
 pub mod pool_cpu;
 #[cfg(feature = "flex")]
 mod pool_flex;

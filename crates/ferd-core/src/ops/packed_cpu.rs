@@ -1,0 +1,142 @@
+//! What ferd's two direct convolutions share: the weight packed in blocks of [`ROWS`] output
+//! channels, the flipped convolution that is a stride-1 layer's input gradient, and the choice of
+//! kernel.
+//!
+//! `super::direct_cpu` vectorizes over output positions and takes stride-1 layers whose output
+//! rows are whole AVX-512 vectors (ResNet-18's 32x32 and 16x16 stages); `super::lanes_cpu`
+//! vectorizes over images and takes small maps of any stride (its 8x8 and 4x4 stages and their
+//! strided layers). Both tile [`ROWS`] output channels by 4 vectors and read the weight through
+//! [`Packed`]. Where neither applies, or the CPU lacks AVX-512, `super::conv_cpu` keeps im2col
+//! and gemm.
+
+use rayon::prelude::*;
+
+use super::conv_cpu::ConvGeometry;
+use super::{direct_cpu, lanes_cpu};
+
+/// Output channels per tile: the weights broadcast for each tap.
+pub(super) const ROWS: usize = 6;
+
+/// Whether the CPU has AVX-512F, which the direct kernels are written in.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// Whether the CPU has AVX-512F, which the direct kernels are written in.
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) fn has_avx512() -> bool {
+    false
+}
+
+/// A weight `[C_out, K]` in blocks of [`ROWS`] output channels, `[K, ROWS]` each (zeros past
+/// `C_out`): a tile reads the [`ROWS`] weights of one tap as one run.
+pub(super) struct Packed {
+    data: Vec<f32>,
+    k: usize,
+}
+
+impl Packed {
+    /// Packs `C_out` rows of `k` weights; `row(o, dst)` writes row `o` into `dst`.
+    fn from_rows(out_channels: usize, k: usize, row: impl Fn(usize, &mut [f32]) + Sync) -> Self {
+        let mut data = vec![0.0; out_channels.div_ceil(ROWS) * k * ROWS];
+        if k > 0 {
+            data.par_chunks_mut(k * ROWS)
+                .enumerate()
+                .for_each(|(block, packed)| {
+                    let mut values = vec![0.0; k];
+                    for r in 0..ROWS.min(out_channels - block * ROWS) {
+                        row(block * ROWS + r, &mut values);
+                        for (t, &value) in values.iter().enumerate() {
+                            packed[t * ROWS + r] = value;
+                        }
+                    }
+                });
+        }
+        Self { data, k }
+    }
+
+    /// The weight `[C_out, C_in, kH, kW]` of a one-group convolution.
+    pub(super) fn new(g: &ConvGeometry, w: &[f32]) -> Self {
+        let k = g.in_channels * g.kernel[0] * g.kernel[1];
+        Self::from_rows(g.out_channels, k, |o, dst| {
+            dst.copy_from_slice(&w[o * k..][..k]);
+        })
+    }
+
+    /// The weight of [`flipped`]`(g)`: `g`'s kernel flipped in both directions and transposed
+    /// between input and output channels, `[C_in, C_out, kH, kW]`.
+    pub(super) fn flipped(g: &ConvGeometry, w: &[f32]) -> Self {
+        let taps = g.kernel[0] * g.kernel[1];
+        Self::from_rows(g.in_channels, g.out_channels * taps, |c, dst| {
+            for (o, dst) in dst.chunks_exact_mut(taps).enumerate() {
+                let src = &w[(o * g.in_channels + c) * taps..][..taps];
+                for (value, &w) in dst.iter_mut().zip(src.iter().rev()) {
+                    *value = w;
+                }
+            }
+        })
+    }
+
+    /// Output-channel block `b`, `[K, ROWS]`.
+    pub(super) fn block(&self, b: usize) -> &[f32] {
+        &self.data[b * self.k * ROWS..][..self.k * ROWS]
+    }
+
+    /// The blocks in order.
+    pub(super) fn blocks(&self) -> impl Iterator<Item = &[f32]> {
+        self.data.chunks_exact(self.k * ROWS)
+    }
+}
+
+/// The convolution whose forward is `g`'s input gradient: for stride 1 and one group, the output
+/// gradient correlated with the flipped, transposed kernel ([`Packed::flipped`]), padded by
+/// `(k - 1) d - p`. `None` for other strides and groups, or where a padding exceeds the kernel's
+/// reach (`p > (k - 1) d`, where the flipped padding would be negative).
+fn flipped(g: &ConvGeometry) -> Option<ConvGeometry> {
+    if g.stride != [1, 1] || g.groups != 1 {
+        return None;
+    }
+    let reach = |axis: usize| (g.kernel[axis] - 1) * g.dilation[axis];
+    // Stride 1: H_out = H + top + bottom - reach, so the bottom padding is what is left.
+    let [top, left] = g.padding;
+    let bottom = (g.out_height + reach(0)).checked_sub(g.height + top)?;
+    let right = (g.out_width + reach(1)).checked_sub(g.width + left)?;
+    let flipped = ConvGeometry::new(
+        [g.batch, g.out_channels, g.out_height, g.out_width],
+        [g.in_channels, g.out_channels, g.kernel[0], g.kernel[1]],
+        [1, 1],
+        [
+            (reach(0).checked_sub(top)?, reach(0).checked_sub(bottom)?),
+            (reach(1).checked_sub(left)?, reach(1).checked_sub(right)?),
+        ],
+        g.dilation,
+        1,
+    )
+    .ok()?;
+    ([flipped.out_height, flipped.out_width] == [g.height, g.width]).then_some(flipped)
+}
+
+/// A direct kernel's forward for `g` with the packed weight, or `None` where neither kernel
+/// takes the layer.
+fn run(g: &ConvGeometry, x: &[f32], weight: impl FnOnce() -> Packed) -> Option<Vec<f32>> {
+    if direct_cpu::qualifies(g) {
+        Some(direct_cpu::forward(g, x, &weight()))
+    } else if lanes_cpu::qualifies(g) {
+        Some(lanes_cpu::forward(g, x, &weight()))
+    } else {
+        None
+    }
+}
+
+/// The forward convolution without bias through a direct kernel, or `None` where neither takes
+/// the layer.
+pub(super) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
+    run(g, x, || Packed::new(g, w))
+}
+
+/// The input gradient of a stride-1 layer through a direct kernel (the forward of the flipped
+/// convolution on `dy`), or `None` where neither takes that convolution.
+pub(super) fn input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
+    run(&flipped(g)?, dy, || Packed::flipped(g, w))
+}
