@@ -22,15 +22,27 @@ struct Case {
     bias: bool,
 }
 
-/// A random problem; `several_gemms` draws batches of 5 to 12 images of 12 to 24 pixels a side,
-/// so that the kernels split the batch into several GEMMs of several images each (they batch
-/// images up to 256 output positions per GEMM).
-fn random_case(seed: u64, several_gemms: bool) -> Case {
+/// The batch and map sizes a random problem draws from.
+#[derive(Debug, Clone, Copy)]
+enum Sizes {
+    /// 1 to 3 images of 1 to 9 pixels a side.
+    Small,
+    /// 5 to 12 images of 12 to 24 pixels a side: the kernels split the batch into several GEMMs
+    /// of several images each (they batch images up to 256 output positions per GEMM).
+    SeveralGemms,
+    /// One group of 6 to 19 output channels, 48 to 64 or 112 to 128 images of 1 to 9 pixels
+    /// a side: the CPU kernels vectorize over blocks of 64 images (one or two, the last full or
+    /// not; at least three quarters full, as they require).
+    ImageBlocks,
+}
+
+/// A random problem of the given sizes.
+fn random_case(seed: u64, sizes: Sizes) -> Case {
     let mut r = rng(seed);
-    let (batch, size) = if several_gemms {
-        (5..13, 12..25)
-    } else {
-        (1..4, 1..10)
+    let (batch, size) = match sizes {
+        Sizes::Small => (1..4, 1..10),
+        Sizes::SeveralGemms => (5..13, 12..25),
+        Sizes::ImageBlocks => return image_block_case(&mut r),
     };
     loop {
         let groups = [1, 1, 1, 2, 3][r.random_range(0..5)];
@@ -63,6 +75,25 @@ fn random_case(seed: u64, several_gemms: bool) -> Case {
                 options,
                 bias: r.random_bool(0.5),
             };
+        }
+    }
+}
+
+/// A random one-group problem of [`Sizes::ImageBlocks`].
+fn image_block_case(r: &mut impl Rng) -> Case {
+    loop {
+        let batch = r.random_range(48..65) + 64 * r.random_range(0..2);
+        let size = [r.random_range(1..10), r.random_range(1..10)];
+        let x = [batch, r.random_range(1..9), size[0], size[1]];
+        let kernel = [r.random_range(1..4), r.random_range(1..4)];
+        let w = [r.random_range(6..20), x[1], kernel[0], kernel[1]];
+        let pair = |r: &mut dyn rand::RngCore| [r.random_range(1..3), r.random_range(1..3)];
+        let (stride, dilation) = (pair(r), pair(r));
+        let mut side = || (r.random_range(0..3), r.random_range(0..3));
+        let padding = [side(), side()];
+        let case = Case::new(x, w, stride, padding, dilation, 1);
+        if check_conv2d(x, w, &case.options).is_ok() {
+            return case;
         }
     }
 }
@@ -106,9 +137,9 @@ fn run(
 }
 
 /// ferd's `conv2d` and Burn's agree on `seeds` random problems.
-fn matches_burn(seeds: std::ops::Range<u64>, several_gemms: bool) {
+fn matches_burn(seeds: std::ops::Range<u64>, sizes: Sizes) {
     for seed in seeds {
-        agree_with_burn(&random_case(seed, several_gemms), seed);
+        agree_with_burn(&random_case(seed, sizes), seed);
     }
 }
 
@@ -127,15 +158,37 @@ fn agree_with_burn(case: &Case, seed: u64) {
 
 #[test]
 fn conv2d_matches_burn_forward_and_gradients() {
-    matches_burn(0..60, false);
+    matches_burn(0..60, Sizes::Small);
 }
 
 #[test]
 fn conv2d_matches_burn_with_several_images_per_gemm() {
-    matches_burn(100..120, true);
+    matches_burn(100..120, Sizes::SeveralGemms);
+}
+
+#[test]
+fn conv2d_matches_burn_on_batches_of_image_blocks() {
+    matches_burn(200..220, Sizes::ImageBlocks);
 }
 
 impl Case {
+    /// A problem with bias and the given stride, paddings (before, after), dilation and groups.
+    fn new(
+        x: [usize; 4],
+        w: [usize; 4],
+        stride: [usize; 2],
+        padding: [(usize, usize); 2],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> Self {
+        Self {
+            x,
+            w,
+            options: ConvOptions::new_with_padding(stride, padding, dilation, groups),
+            bias: true,
+        }
+    }
+
     /// A stride-1 problem with the given paddings (before, after), dilation and groups.
     fn stride_one(
         x: [usize; 4],
@@ -144,12 +197,7 @@ impl Case {
         dilation: [usize; 2],
         groups: usize,
     ) -> Self {
-        Self {
-            x,
-            w,
-            options: ConvOptions::new_with_padding([1, 1], padding, dilation, groups),
-            bias: true,
-        }
+        Self::new(x, w, [1, 1], padding, dilation, groups)
     }
 }
 
@@ -196,10 +244,34 @@ fn conv2d_matches_burn_where_computed_directly() {
     );
 }
 
+/// Layers that the CPU kernels compute vectorized over images (batches of 48 images and more,
+/// input maps of at most 8x8, at least 6 output channels): a full block of 64 images, a last
+/// block partly filled, two blocks, stride 2, dilation, paddings on one side only, a 5x5 kernel,
+/// more input channels than one chunk (the accumulators stored and reloaded), several tasks of
+/// channel blocks with a short last one, and a padding wider than the kernel reaches (forward
+/// here, input gradient through im2col).
+#[test]
+fn conv2d_matches_burn_where_vectorized_over_images() {
+    let case = |x, w, stride, padding, dilation| Case::new(x, w, stride, padding, dilation, 1);
+    let (same, two, wide) = ([(1, 1); 2], [(2, 2); 2], [(3, 3); 2]);
+    let one_sided = [(2, 1), (0, 1)];
+    agree_on(
+        &[
+            case([64, 3, 8, 8], [10, 3, 3, 3], [1, 1], same, [1, 1]),
+            case([50, 5, 7, 7], [8, 5, 3, 3], [2, 2], same, [1, 1]),
+            case([100, 4, 6, 5], [7, 4, 3, 2], [1, 2], one_sided, [2, 1]),
+            case([48, 6, 8, 8], [12, 6, 5, 5], [1, 1], two, [1, 1]),
+            case([64, 130, 4, 4], [50, 130, 3, 3], [1, 1], same, [1, 1]),
+            case([64, 3, 4, 4], [6, 3, 3, 3], [1, 1], wide, [1, 1]),
+        ],
+        800,
+    );
+}
+
 #[test]
 fn plain_tensors_take_the_same_path() {
     let device = test_device();
-    let case = random_case(7, false);
+    let case = random_case(7, Sizes::Small);
     let mut r = rng(8);
     let x = normal(&mut r, case.x, 0.0, 1.0, &device);
     let w = normal(&mut r, case.w, 0.0, 1.0, &device);
