@@ -14,6 +14,8 @@
 //! Layout: `[B, C, H, W]` contiguous, so a plane of `H * W` values shares one channel.
 //! Nothing here knows about Burn; `super::affine_flex` moves tensors in and out.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// Values per rayon task: small planes are grouped so that a task is worth its scheduling.
@@ -136,11 +138,11 @@ impl AffineGeometry {
 
 /// Runs `f(channel, plane of data, plane of other)` over groups of whole planes in parallel;
 /// `other` is as long as `data`, or empty (then `f` sees empty planes of it).
-pub(super) fn for_planes(
+pub(super) fn for_planes<T: Send>(
     g: &AffineGeometry,
-    data: &mut [f32],
+    data: &mut [T],
     other: &[f32],
-    f: impl Fn(usize, &mut [f32], &[f32]) + Sync,
+    f: impl Fn(usize, &mut [T], &[f32]) + Sync,
 ) {
     if g.is_empty() {
         return;
@@ -176,19 +178,42 @@ fn affine_value<const MODE: Mode>(v: f32, s: f32, t: f32, slope: f32) -> f32 {
     activate::<MODE>(v * s + t, slope)
 }
 
-/// One plane of the map: `out <- act(input * s + t)`, or in place (`out <- act(out * s + t)`)
-/// when `input` is empty. The one element loop of every affine forward (inference-mode
-/// BatchNorm here, training-mode in `batch_norm_cpu`).
-pub(super) fn affine_plane(out: &mut [f32], input: &[f32], s: f32, t: f32, activation: Activation) {
-    fn run<const MODE: Mode>(out: &mut [f32], input: &[f32], s: f32, t: f32, slope: f32) {
-        if input.is_empty() {
-            out.iter_mut()
-                .for_each(|v| *v = affine_value::<MODE>(*v, s, t, slope));
-        } else {
-            let input = &input[..out.len()];
-            (out.iter_mut().zip(input))
-                .for_each(|(v, &x)| *v = affine_value::<MODE>(x, s, t, slope));
-        }
+/// One plane of the map in place: `x <- act(x * s + t)`. With [`affine_plane_into`] the element
+/// loops of every affine forward (inference-mode BatchNorm here, training-mode in
+/// `batch_norm_cpu`).
+pub(super) fn affine_plane(x: &mut [f32], s: f32, t: f32, activation: Activation) {
+    fn run<const MODE: Mode>(x: &mut [f32], s: f32, t: f32, slope: f32) {
+        x.iter_mut()
+            .for_each(|v| *v = affine_value::<MODE>(*v, s, t, slope));
+    }
+    let (mode, slope) = activation.mode();
+    match mode {
+        RELU => run::<RELU>(x, s, t, slope),
+        LEAKY => run::<LEAKY>(x, s, t, slope),
+        _ => run::<IDENTITY>(x, s, t, slope),
+    }
+}
+
+/// One plane of the map into a fresh plane: `out <- act(input * s + t)`, every element of `out`
+/// written (`input` is at least as long).
+pub(super) fn affine_plane_into(
+    out: &mut [MaybeUninit<f32>],
+    input: &[f32],
+    s: f32,
+    t: f32,
+    activation: Activation,
+) {
+    fn run<const MODE: Mode>(
+        out: &mut [MaybeUninit<f32>],
+        input: &[f32],
+        s: f32,
+        t: f32,
+        slope: f32,
+    ) {
+        let input = &input[..out.len()];
+        (out.iter_mut().zip(input)).for_each(|(v, &x)| {
+            v.write(affine_value::<MODE>(x, s, t, slope));
+        });
     }
     let (mode, slope) = activation.mode();
     match mode {
@@ -208,7 +233,7 @@ pub fn forward_in_place(
 ) {
     assert_eq!(x.len(), g.len(), "channel affine: input length");
     for_planes(g, x, &[], |c, x, _| {
-        affine_plane(x, &[], scale[c], shift[c], activation)
+        affine_plane(x, scale[c], shift[c], activation)
     });
 }
 

@@ -17,12 +17,15 @@
 //!
 //! Nothing here knows about Burn; `super::batch_norm_flex` moves tensors in and out.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::affine_cpu::{
-    Activation, AffineGeometry, IDENTITY, LEAKY, Mode, RELU, activate_grad, affine_plane,
+    Activation, AffineGeometry, IDENTITY, LEAKY, Mode, RELU, activate_grad, affine_plane_into,
     for_planes,
 };
+use super::uninit::written_by;
 
 /// Independent partial sums within a plane: enough for the compiler to vectorize the loop.
 const LANES: usize = 16;
@@ -139,11 +142,13 @@ pub fn forward(
 ) -> Vec<f32> {
     assert_eq!(x.len(), g.len(), "batch norm: input length");
     let (scale, shift) = stats.affine(params);
-    let mut y = vec![0.0; g.len()];
-    for_planes(g, &mut y, x, |c, y, x| {
-        affine_plane(y, x, scale[c], shift[c], activation)
-    });
-    y
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        for_planes(g, y, x, |c, y, x| {
+            affine_plane_into(y, x, scale[c], shift[c], activation)
+        })
+    };
+    // SAFETY: `for_planes` visits every plane and `affine_plane_into` writes all of it.
+    unsafe { written_by(g.len(), fill) }
 }
 
 /// The gradients of gamma and beta.
@@ -247,13 +252,17 @@ pub fn batch_stats_backward(
 ) -> Vec<f32> {
     assert_eq!(x.len(), g.len(), "batch stats: input length");
     let count = (g.batch * g.plane) as f32;
-    let mut dx = vec![0.0; g.len()];
-    for_planes(g, &mut dx, x, |c, dx, x| {
-        let (a, b, m) = (dmean[c] / count, 2.0 * dvariance[c] / count, mean[c]);
-        let x = &x[..dx.len()];
-        (dx.iter_mut().zip(x)).for_each(|(d, &x)| *d = a + b * (x - m));
-    });
-    dx
+    let fill = |dx: &mut [MaybeUninit<f32>]| {
+        for_planes(g, dx, x, |c, dx, x| {
+            let (a, b, m) = (dmean[c] / count, 2.0 * dvariance[c] / count, mean[c]);
+            let x = &x[..dx.len()];
+            (dx.iter_mut().zip(x)).for_each(|(d, &x)| {
+                d.write(a + b * (x - m));
+            });
+        })
+    };
+    // SAFETY: `for_planes` visits every plane and the loop writes all of it.
+    unsafe { written_by(g.len(), fill) }
 }
 
 #[cfg(test)]

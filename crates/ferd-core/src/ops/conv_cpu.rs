@@ -19,12 +19,14 @@
 //! Nothing here knows about Burn; `super::flex` moves tensors in and out.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::packed_cpu;
 use super::simd::dispatch;
+use super::uninit::{assume_written, written_by, zeroed};
 
 thread_local! {
     /// Each thread's im2col buffer, kept between calls: a fresh multi-megabyte allocation per
@@ -454,15 +456,39 @@ impl<'a> Mat<'a> {
 
 /// `dst = a · b` (or `dst += a · b` when `accumulate`), `dst` row-major `[a.rows, b.cols]`.
 fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
+    assert!(
+        dst.len() >= a.rows * b.cols,
+        "matmul: destination too small"
+    );
+    // SAFETY: `dst` holds the product (asserted) and is initialized, for `accumulate` to read.
+    unsafe { gemm_to(dst.as_mut_ptr(), a, b, accumulate) }
+}
+
+/// `dst = a · b` into memory not yet written: every element of the product is written.
+fn matmul_into(dst: &mut [MaybeUninit<f32>], a: Mat<'_>, b: Mat<'_>) {
+    assert!(
+        dst.len() >= a.rows * b.cols,
+        "matmul: destination too small"
+    );
+    // SAFETY: `dst` holds the product (asserted); without `accumulate` nothing reads it.
+    unsafe { gemm_to(dst.as_mut_ptr().cast::<f32>(), a, b, false) }
+}
+
+/// [`matmul`] through a pointer.
+///
+/// # Safety
+/// `dst` must be valid for writes of `a.rows * b.cols` floats, alias neither operand, and hold
+/// initialized floats where `accumulate` is set.
+unsafe fn gemm_to(dst: *mut f32, a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
     assert_eq!(a.cols, b.rows, "matmul: inner dimensions");
     let (m, n, k) = (a.rows, b.cols, a.cols);
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst.len() >= m * n, "matmul: destination too small");
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            // SAFETY: the caller's bounds.
+            unsafe { std::ptr::write_bytes(dst, 0, m * n) };
         }
         return;
     }
@@ -470,15 +496,14 @@ fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
         a.last_index() < a.data.len() && b.last_index() < b.data.len(),
         "matmul: operand out of bounds"
     );
-    // SAFETY: every index gemm touches is below the bounds asserted above (row-major dst of
-    // m x n; a and b read at most at their last index); the slices do not alias (`dst` is the
-    // only mutable borrow).
+    // SAFETY: gemm writes the row-major m x n product within the caller's bounds and reads a
+    // and b at most at their last index (asserted); it reads `dst` only to accumulate.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,
@@ -648,6 +673,25 @@ impl ConvGeometry {
             }
         }
         Mat::new(&staging[..rows * chunk.width], rows, chunk.width)
+    }
+
+    /// The two factors of `group`'s weight gradient over the chunk's images: `col(X) · dYᵀ`
+    /// where [`ConvGeometry::weight_grad_transposed`], `dY · col(X)ᵀ` otherwise.
+    fn weight_grad_operands<'a>(
+        &self,
+        x: &'a [f32],
+        dy: &'a [f32],
+        chunk: Chunk,
+        group: usize,
+        col: &'a mut [f32],
+        staging: &'a mut [f32],
+    ) -> (Mat<'a>, Mat<'a>) {
+        let cols = self.chunk_cols(x, chunk, group, col);
+        let dyg = self.chunk_rows(dy, chunk, group, staging);
+        match self.weight_grad_transposed() {
+            true => (cols, dyg.t()),
+            false => (dyg, cols.t()),
+        }
     }
 }
 
@@ -890,9 +934,8 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .into_par_iter()
         .map(|share| {
             let images = share * per_share..((share + 1) * per_share).min(g.batch);
-            let mut dw = vec![0.0; len];
-            weight_grad_images(g, x, dy, images, &mut dw);
-            dw
+            // SAFETY: `weight_grad_images` writes all of `dw` (its doc).
+            unsafe { written_by(len, |dw| weight_grad_images(g, x, dy, images, dw)) }
         })
         .collect();
     sum_shares(g, partials)
@@ -965,19 +1008,21 @@ impl ConvGeometry {
     }
 }
 
-/// Adds the weight gradient of `images` into `dw`, each group's block stored as
-/// [`ConvGeometry::weight_grad_transposed`] says (a depthwise group's block is one row, the
-/// same either way).
+/// Writes the weight gradient of `images` (at least one) into all of `dw`, each group's block
+/// stored as [`ConvGeometry::weight_grad_transposed`] says (a depthwise group's block is one
+/// row, the same either way). The first GEMM of each group writes its block, the later ones add
+/// to it: `dw` needs no zeroing.
 fn weight_grad_images(
     g: &ConvGeometry,
     x: &[f32],
     dy: &[f32],
     images: std::ops::Range<usize>,
-    dw: &mut [f32],
+    dw: &mut [MaybeUninit<f32>],
 ) {
     let (k, n) = (g.col_rows(), g.col_cols());
     let plane = g.height * g.width;
     if g.is_depthwise() {
+        let dw = zeroed(dw);
         let taps = g.taps();
         let (runs, mut columns) = (g.tap_runs(&taps), vec![0.0; g.out_width]);
         for b in images {
@@ -990,19 +1035,25 @@ fn weight_grad_images(
         }
         return;
     }
+    let per_gemm = g.images_per_gemm();
+    let mut chunks = (images.clone().step_by(per_gemm))
+        .map(|first| g.chunk(first, per_gemm.min(images.end - first)));
+    let first = chunks
+        .next()
+        .expect("weight gradient: a share of no images");
+    let block = g.group_out() * k;
     with_scratch(g.scratch_len(), |scratch| {
-        let (col, staging) = scratch.split_at_mut(k * g.images_per_gemm() * n);
-        let rows = g.group_out();
-        for first in images.clone().step_by(g.images_per_gemm()) {
-            let chunk = g.chunk(first, g.images_per_gemm().min(images.end - first));
+        let (col, staging) = scratch.split_at_mut(k * per_gemm * n);
+        for group in 0..g.groups {
+            let (a, b) = g.weight_grad_operands(x, dy, first, group, col, staging);
+            matmul_into(&mut dw[group * block..][..block], a, b);
+        }
+        // SAFETY: the groups' blocks tile `dw`, and each was written just above.
+        let dw = unsafe { assume_written(dw) };
+        for chunk in chunks {
             for group in 0..g.groups {
-                let cols = g.chunk_cols(x, chunk, group, col);
-                let dyg = g.chunk_rows(dy, chunk, group, staging);
-                let dw = &mut dw[group * rows * k..][..rows * k];
-                match g.weight_grad_transposed() {
-                    true => matmul(dw, cols, dyg.t(), true),
-                    false => matmul(dw, dyg, cols.t(), true),
-                }
+                let (a, b) = g.weight_grad_operands(x, dy, chunk, group, col, staging);
+                matmul(&mut dw[group * block..][..block], a, b, true);
             }
         }
     });

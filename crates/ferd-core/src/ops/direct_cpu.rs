@@ -18,10 +18,13 @@
 //! kernel needs AVX-512; where the CPU lacks it (or a layer does not qualify) the callers keep
 //! the im2col path.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::conv_cpu::{ConvGeometry, with_scratch};
 use super::packed_cpu::{Packed, ROWS, has_avx512};
+use super::uninit::written_by;
 
 /// Output positions per vector: one AVX-512 register of `f32`.
 const LANES: usize = 16;
@@ -81,9 +84,9 @@ impl Padded {
         taps
     }
 
-    /// Copies `image` (`[C_in, H, W]`) into `dst` (`C_in` padded planes).
+    /// Copies `image` (`[C_in, H, W]`) into `dst` (`C_in` padded planes), zeroing only the
+    /// padding around it.
     fn fill(&self, g: &ConvGeometry, image: &[f32], dst: &mut [f32]) {
-        dst.fill(0.0);
         let [top, left] = g.padding;
         let rows = top..(top + g.height).min(self.height);
         let cols = left..(left + g.width).min(self.width);
@@ -91,9 +94,13 @@ impl Padded {
             .chunks_exact_mut(self.plane())
             .zip(image.chunks_exact(g.height * g.width))
         {
+            plane[..rows.start * self.width].fill(0.0);
+            plane[rows.end * self.width..].fill(0.0);
             for y in rows.clone() {
-                let src = &channel[(y - top) * g.width..][..cols.len()];
-                plane[y * self.width + cols.start..][..cols.len()].copy_from_slice(src);
+                let line = &mut plane[y * self.width..][..self.width];
+                line[..cols.start].fill(0.0);
+                line[cols.end..].fill(0.0);
+                line[cols.clone()].copy_from_slice(&channel[(y - top) * g.width..][..cols.len()]);
             }
         }
     }
@@ -142,27 +149,30 @@ pub(super) fn forward(g: &ConvGeometry, x: &[f32], packed: &Packed) -> Vec<f32> 
     let plan = Plan::of(g);
     let plane = g.out_height * g.out_width;
     let image_len = g.in_channels * g.height * g.width;
-    let mut out = vec![0.0; g.batch * g.out_channels * plane];
-    out.par_chunks_mut(g.out_channels * plane)
-        .zip(x.par_chunks_exact(image_len))
-        .for_each(|(out, image)| {
-            with_scratch(plan.copy_len(g), |copy| {
-                plan.padded.fill(g, image, copy);
-                for (block, weights) in packed.blocks().enumerate() {
-                    let rows = (g.out_channels - block * ROWS).min(ROWS);
-                    let out = &mut out[block * ROWS * plane..][..rows * plane];
-                    for tile in plan.vectors.chunks(VECTORS) {
-                        // A short last tile repeats its last vector (computed, stored twice).
-                        let pick = |s: usize| tile[s.min(tile.len() - 1)];
-                        let tile: [[usize; 2]; VECTORS] = std::array::from_fn(pick);
-                        // SAFETY: `qualifies` checked AVX-512; `tile_kernel`'s bounds are
-                        // checked on entry.
-                        unsafe { tile_kernel(copy, &plan, weights, tile, out, plane) };
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(g.out_channels * plane)
+            .zip(x.par_chunks_exact(image_len))
+            .for_each(|(out, image)| {
+                with_scratch(plan.copy_len(g), |copy| {
+                    plan.padded.fill(g, image, copy);
+                    for (block, weights) in packed.blocks().enumerate() {
+                        let rows = (g.out_channels - block * ROWS).min(ROWS);
+                        let out = &mut out[block * ROWS * plane..][..rows * plane];
+                        for tile in plan.vectors.chunks(VECTORS) {
+                            // A short last tile repeats its last vector (computed, stored twice).
+                            let pick = |s: usize| tile[s.min(tile.len() - 1)];
+                            let tile: [[usize; 2]; VECTORS] = std::array::from_fn(pick);
+                            // SAFETY: `qualifies` checked AVX-512; `tile_kernel`'s bounds are
+                            // checked on entry.
+                            unsafe { tile_kernel(copy, &plan, weights, tile, out, plane) };
+                        }
                     }
-                }
+                })
             })
-        });
-    out
+    };
+    // SAFETY: every image's every block of channels stores all of `plan.vectors`, which cover
+    // each output plane (its rows are whole vectors).
+    unsafe { written_by(g.batch * g.out_channels * plane, fill) }
 }
 
 /// One tile: `ROWS` output channels (the first `out.len() / plane` of them stored) by
@@ -178,7 +188,7 @@ unsafe fn tile_kernel(
     plan: &Plan,
     weights: &[f32],
     tile: [[usize; 2]; VECTORS],
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     plane: usize,
 ) {
     use std::arch::x86_64::*;
@@ -205,7 +215,12 @@ unsafe fn tile_kernel(
     for (r, acc) in acc.iter().enumerate().take(rows) {
         for s in 0..VECTORS {
             // SAFETY: `r * plane + tile[s][1] + LANES <= rows * plane = out.len()`.
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(r * plane + tile[s][1]), acc[s]) };
+            unsafe {
+                _mm512_storeu_ps(
+                    out.as_mut_ptr().cast::<f32>().add(r * plane + tile[s][1]),
+                    acc[s],
+                )
+            };
         }
     }
 }
@@ -217,7 +232,7 @@ unsafe fn tile_kernel(
     _plan: &Plan,
     _weights: &[f32],
     _tile: [[usize; 2]; VECTORS],
-    _out: &mut [f32],
+    _out: &mut [MaybeUninit<f32>],
     _plane: usize,
 ) {
     unreachable!("the direct convolution needs AVX-512")

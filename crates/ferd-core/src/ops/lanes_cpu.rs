@@ -19,10 +19,13 @@
 //! thread count. The kernel needs AVX-512; where the CPU lacks it, or a layer does not qualify,
 //! the callers keep the im2col path.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::conv_cpu::ConvGeometry;
 use super::packed_cpu::{Packed, ROWS, has_avx512};
+use super::uninit::written_by;
 
 /// Images per vector: one AVX-512 register of `f32`.
 const LANES: usize = 16;
@@ -131,75 +134,91 @@ pub(super) fn forward(g: &ConvGeometry, x: &[f32], packed: &Packed) -> Vec<f32> 
     );
     let copy = interleave(x, g.batch, g.in_channels, g.height * g.width);
     let chunk = (CHUNK_FLOATS / in_plane).clamp(1, g.in_channels);
-    let mut y = vec![0.0; g.batch.div_ceil(BLOCK) * g.out_channels * out_plane];
     let task_len = BLOCKS_PER_TASK * ROWS * out_plane;
-    y.par_chunks_mut(g.out_channels * out_plane)
-        .zip(copy.par_chunks(g.in_channels * in_plane))
-        .for_each(|(y, images)| {
-            y.par_chunks_mut(task_len)
-                .enumerate()
-                .for_each(|(task, y)| {
-                    let first_block = task * BLOCKS_PER_TASK;
-                    for first in (0..g.in_channels).step_by(chunk) {
-                        let channels = chunk.min(g.in_channels - first);
-                        let input = &images[first * in_plane..][..channels * in_plane];
-                        for p in 0..g.out_height * g.out_width {
-                            let reach = reaches.of_position(p);
-                            for (b, y) in y.chunks_mut(ROWS * out_plane).enumerate() {
-                                let weights = &packed.block(first_block + b)[first * taps * ROWS..];
-                                let tile = Tile {
-                                    channels,
-                                    in_plane,
-                                    taps,
-                                    at: p * BLOCK,
-                                    out_plane,
-                                    accumulate: first > 0,
-                                };
-                                // SAFETY: `qualifies` checked AVX-512; the bounds are checked
-                                // on entry.
-                                unsafe { tile_kernel(input, reach, weights, &tile, y) };
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(g.out_channels * out_plane)
+            .zip(copy.par_chunks(g.in_channels * in_plane))
+            .for_each(|(y, images)| {
+                y.par_chunks_mut(task_len)
+                    .enumerate()
+                    .for_each(|(task, y)| {
+                        let first_block = task * BLOCKS_PER_TASK;
+                        for first in (0..g.in_channels).step_by(chunk) {
+                            let channels = chunk.min(g.in_channels - first);
+                            let input = &images[first * in_plane..][..channels * in_plane];
+                            for p in 0..g.out_height * g.out_width {
+                                let reach = reaches.of_position(p);
+                                for (b, y) in y.chunks_mut(ROWS * out_plane).enumerate() {
+                                    let block = packed.block(first_block + b);
+                                    let tile = Tile {
+                                        channels,
+                                        in_plane,
+                                        taps,
+                                        at: p * BLOCK,
+                                        out_plane,
+                                        accumulate: first > 0,
+                                    };
+                                    let weights = &block[first * taps * ROWS..];
+                                    // SAFETY: `qualifies` checked AVX-512; the bounds are
+                                    // checked on entry; the first chunk (`accumulate` false)
+                                    // writes what later chunks read.
+                                    unsafe { tile_kernel(input, reach, weights, &tile, y) };
+                                }
                             }
                         }
-                    }
-                });
-        });
+                    })
+            })
+    };
+    // SAFETY: the first input chunk stores every output channel at every position of every
+    // block (the loops above), before any later chunk reads them back.
+    let y = unsafe { written_by(g.batch.div_ceil(BLOCK) * g.out_channels * out_plane, fill) };
     deinterleave(&y, g.batch, g.out_channels, g.out_height * g.out_width)
 }
 
 /// `x` (`[B, C, P]`) as blocks of [`BLOCK`] images, `[B / BLOCK, C, P, BLOCK]`, zeros past B.
 fn interleave(x: &[f32], batch: usize, channels: usize, plane: usize) -> Vec<f32> {
-    let mut copy = vec![0.0; batch.div_ceil(BLOCK) * channels * plane * BLOCK];
-    copy.par_chunks_mut(plane * BLOCK)
-        .enumerate()
-        .for_each(|(index, dst)| {
-            let (block, c) = (index / channels, index % channels);
-            for lane in 0..BLOCK.min(batch - block * BLOCK) {
-                let src = &x[((block * BLOCK + lane) * channels + c) * plane..][..plane];
-                for (p, &value) in src.iter().enumerate() {
-                    dst[p * BLOCK + lane] = value;
+    let fill = |copy: &mut [MaybeUninit<f32>]| {
+        copy.par_chunks_mut(plane * BLOCK)
+            .enumerate()
+            .for_each(|(index, dst)| {
+                let (block, c) = (index / channels, index % channels);
+                let images = BLOCK.min(batch - block * BLOCK);
+                for lane in 0..images {
+                    let src = &x[((block * BLOCK + lane) * channels + c) * plane..][..plane];
+                    for (p, &value) in src.iter().enumerate() {
+                        dst[p * BLOCK + lane].write(value);
+                    }
                 }
-            }
-        });
-    copy
+                if images < BLOCK {
+                    for position in dst.chunks_exact_mut(BLOCK) {
+                        position[images..].fill(MaybeUninit::new(0.0));
+                    }
+                }
+            })
+    };
+    // SAFETY: each position of each channel plane gets its block's images and zeros after them.
+    unsafe { written_by(batch.div_ceil(BLOCK) * channels * plane * BLOCK, fill) }
 }
 
 /// The inverse of [`interleave`], dropping the zero images past `batch`.
 fn deinterleave(y: &[f32], batch: usize, channels: usize, plane: usize) -> Vec<f32> {
-    let mut out = vec![0.0; batch * channels * plane];
     let image_len = channels * plane;
-    out.par_chunks_mut(BLOCK * image_len)
-        .zip(y.par_chunks(channels * plane * BLOCK))
-        .for_each(|(out, y)| {
-            for (c, src) in y.chunks_exact(plane * BLOCK).enumerate() {
-                for (lane, dst) in out.chunks_exact_mut(image_len).enumerate() {
-                    let dst = &mut dst[c * plane..][..plane];
-                    for (p, value) in dst.iter_mut().enumerate() {
-                        *value = src[p * BLOCK + lane];
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(BLOCK * image_len)
+            .zip(y.par_chunks(channels * plane * BLOCK))
+            .for_each(|(out, y)| {
+                for (c, src) in y.chunks_exact(plane * BLOCK).enumerate() {
+                    for (lane, dst) in out.chunks_exact_mut(image_len).enumerate() {
+                        let dst = &mut dst[c * plane..][..plane];
+                        for (p, value) in dst.iter_mut().enumerate() {
+                            value.write(src[p * BLOCK + lane]);
+                        }
                     }
                 }
-            }
-        });
-    out
+            })
+    };
+    // SAFETY: every image of every block gets each of its channels' planes.
+    unsafe { written_by(batch * image_len, fill) }
 }
 
 /// Where one tile reads and writes.
@@ -225,7 +244,13 @@ struct Tile {
 /// The CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_kernel(input: &[f32], reach: &[Reach], weights: &[f32], t: &Tile, out: &mut [f32]) {
+unsafe fn tile_kernel(
+    input: &[f32],
+    reach: &[Reach],
+    weights: &[f32],
+    t: &Tile,
+    out: &mut [MaybeUninit<f32>],
+) {
     use std::arch::x86_64::*;
     let rows = (out.len() / t.out_plane).min(ROWS);
     assert!(t.channels * t.in_plane <= input.len() && weights.len() >= t.channels * t.taps * ROWS);
@@ -241,7 +266,11 @@ unsafe fn tile_kernel(input: &[f32], reach: &[Reach], weights: &[f32], t: &Tile,
             for (s, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: `r * out_plane + at + BLOCK <= rows * out_plane <= out.len()`.
                 *acc = unsafe {
-                    _mm512_loadu_ps(out.as_ptr().add(r * t.out_plane + t.at + s * LANES))
+                    _mm512_loadu_ps(
+                        out.as_ptr()
+                            .cast::<f32>()
+                            .add(r * t.out_plane + t.at + s * LANES),
+                    )
                 };
             }
         }
@@ -269,7 +298,9 @@ unsafe fn tile_kernel(input: &[f32], reach: &[Reach], weights: &[f32], t: &Tile,
             // SAFETY: as for the loads above.
             unsafe {
                 _mm512_storeu_ps(
-                    out.as_mut_ptr().add(r * t.out_plane + t.at + s * LANES),
+                    out.as_mut_ptr()
+                        .cast::<f32>()
+                        .add(r * t.out_plane + t.at + s * LANES),
                     *acc,
                 )
             };
@@ -284,7 +315,7 @@ unsafe fn tile_kernel(
     _reach: &[Reach],
     _weights: &[f32],
     _t: &Tile,
-    _out: &mut [f32],
+    _out: &mut [MaybeUninit<f32>],
 ) {
     unreachable!("the direct convolution needs AVX-512")
 }

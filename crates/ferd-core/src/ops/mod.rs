@@ -25,6 +25,7 @@ pub mod pool_cpu;
 #[cfg(feature = "flex")]
 mod pool_flex;
 mod simd;
+mod uninit;
 pub mod upsample_cpu;
 #[cfg(feature = "flex")]
 mod upsample_flex;

@@ -9,9 +9,12 @@
 //! [`Packed`]. Where neither applies, or the CPU lacks AVX-512, `super::conv_cpu` keeps im2col
 //! and gemm.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::conv_cpu::ConvGeometry;
+use super::uninit::written_by;
 use super::{direct_cpu, lanes_cpu};
 
 /// Output channels per tile: the weights broadcast for each tap.
@@ -39,20 +42,28 @@ pub(super) struct Packed {
 impl Packed {
     /// Packs `C_out` rows of `k` weights; `row(o, dst)` writes row `o` into `dst`.
     fn from_rows(out_channels: usize, k: usize, row: impl Fn(usize, &mut [f32]) + Sync) -> Self {
-        let mut data = vec![0.0; out_channels.div_ceil(ROWS) * k * ROWS];
-        if k > 0 {
+        let fill = |data: &mut [MaybeUninit<f32>]| {
+            if k == 0 {
+                return;
+            }
             data.par_chunks_mut(k * ROWS)
                 .enumerate()
                 .for_each(|(block, packed)| {
                     let mut values = vec![0.0; k];
-                    for r in 0..ROWS.min(out_channels - block * ROWS) {
-                        row(block * ROWS + r, &mut values);
+                    let rows = ROWS.min(out_channels - block * ROWS);
+                    for r in 0..ROWS {
+                        match r < rows {
+                            true => row(block * ROWS + r, &mut values),
+                            false => values.fill(0.0),
+                        }
                         for (t, &value) in values.iter().enumerate() {
-                            packed[t * ROWS + r] = value;
+                            packed[t * ROWS + r].write(value);
                         }
                     }
-                });
-        }
+                })
+        };
+        // SAFETY: each block writes all `ROWS` rows of its `k` taps (zeros past `C_out`).
+        let data = unsafe { written_by(out_channels.div_ceil(ROWS) * k * ROWS, fill) };
         Self { data, k }
     }
 
