@@ -23,17 +23,8 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::conv_cpu::{ConvGeometry, with_scratch};
-use super::packed_cpu::{Packed, ROWS, has_avx512};
+use super::packed_cpu::{LANES, Packed, ROWS, VECTORS, has_avx512};
 use super::uninit::written_by;
-
-/// Output positions per vector: one AVX-512 register of `f32`.
-const LANES: usize = 16;
-
-/// Vectors of output positions per tile. With [`ROWS`] they make 24 accumulators, and with the
-/// 4 loaded vectors and a broadcast 29 of the 32 registers: 10 loads for 24 multiply-adds.
-/// Against 8 x 3 (11 loads) and 4 x 6 (10 loads, more vectors held), 6 x 4 was as fast on
-/// ResNet-18's first stage (about 290 GFLOP/s on 2 threads) and 10% faster on its second.
-const VECTORS: usize = 4;
 
 /// Whether [`forward`] computes this convolution: stride 1, one group, at least one input
 /// channel (an image of none has no chunks to copy), a kernel larger than 1x1 (a 1x1

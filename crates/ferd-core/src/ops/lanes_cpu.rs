@@ -24,15 +24,8 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::conv_cpu::ConvGeometry;
-use super::packed_cpu::{Packed, ROWS, has_avx512};
+use super::packed_cpu::{LANES, Packed, ROWS, VECTORS, has_avx512};
 use super::uninit::written_by;
-
-/// Images per vector: one AVX-512 register of `f32`.
-const LANES: usize = 16;
-
-/// Vectors per tile. With [`ROWS`] they make 24 accumulators in registers, as in
-/// `direct_cpu`'s tile.
-const VECTORS: usize = 4;
 
 /// Images per block of the interleaved copy: one tile's vectors.
 const BLOCK: usize = LANES * VECTORS;
