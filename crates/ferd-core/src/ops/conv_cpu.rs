@@ -13,8 +13,8 @@
 //! A 1x1 convolution with stride 1 and no padding needs no im2col: `col(X) = X`. Depthwise
 //! convolutions (one input channel per group) use a direct loop instead of a `[1, kH kW]` GEMM.
 //! Where the CPU has AVX-512, two direct kernels take the forward and the stride-1 input gradient
-//! first (`super::packed_cpu` chooses): `super::direct_cpu` for stride-1 layers whose output rows
-//! are whole vectors, `super::lanes_cpu` for small maps of batches of about 48 images and more.
+//! first (`super::packed_cpu` chooses): `super::direct_cpu` for layers whose output rows are
+//! whole vectors, `super::lanes_cpu` for small maps of batches of about 48 images and more.
 //!
 //! Nothing here knows about Burn; `super::flex` moves tensors in and out.
 

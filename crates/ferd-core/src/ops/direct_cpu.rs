@@ -1,9 +1,12 @@
-//! A direct convolution for stride-1 layers whose output rows are whole AVX-512 vectors (16,
-//! 32, 48... positions wide), such as the 32x32 and 16x16 stages of ResNet-18: no im2col
-//! matrix, no GEMM packing.
+//! A direct convolution for layers whose output rows are whole AVX-512 vectors (16, 32, 48...
+//! positions wide), such as the 32x32 and 16x16 stages of ResNet-18 and the stride-2 layer that
+//! enters its 16x16 stage: no im2col matrix, no GEMM packing.
 //!
 //! Each image is copied once into a zero-padded plane per channel, so that the input read by
-//! kernel tap `(i, j)` for 16 consecutive outputs of a row is 16 consecutive floats of that copy.
+//! kernel tap `(i, j)` for 16 consecutive outputs of a row is 16 consecutive floats of that copy;
+//! with a horizontal stride the copy's rows are split by column phase (even columns, then odd
+//! ones for stride 2), which keeps those reads consecutive.
+//!
 //! A tile is 6 output channels by 4 such vectors: for every `(c, i, j)` it loads 4 vectors,
 //! broadcasts 6 weights and does 24 fused multiply-adds into registers, so the work is bound by
 //! the multiply-adds, not by memory. The im2col path wrote a `[C_in kH kW, H W]` matrix per image
@@ -26,14 +29,14 @@ use super::conv_cpu::{ConvGeometry, with_scratch};
 use super::packed_cpu::{LANES, Packed, ROWS, VECTORS, has_avx512};
 use super::uninit::written_by;
 
-/// Whether [`forward`] computes this convolution: stride 1, one group, at least one input
-/// channel (an image of none has no chunks to copy), a kernel larger than 1x1 (a 1x1
-/// convolution reads its input in place and gemm is as fast), at least a tile's [`ROWS`] output
-/// channels (ResNet-18's 3-channel input gradient took twice as long here as through gemm),
-/// output rows a whole number of vectors, and a CPU with AVX-512.
+/// Whether [`forward`] computes this convolution: one group, at least one input channel (an
+/// image of none has no chunks to copy), a kernel larger than 1x1 (a 1x1 convolution reads its
+/// input in place and gemm is as fast), at least a tile's [`ROWS`] output channels (ResNet-18's
+/// 3-channel input gradient took twice as long here as through gemm), output rows a whole number
+/// of vectors, and a CPU with AVX-512. Any stride and dilation: the copy splits each row by
+/// column phase ([`Padded`]).
 pub(super) fn qualifies(g: &ConvGeometry) -> bool {
-    g.stride == [1, 1]
-        && g.groups == 1
+    g.groups == 1
         && g.in_channels > 0
         && g.kernel[0] * g.kernel[1] > 1
         && g.out_channels >= ROWS
@@ -41,42 +44,75 @@ pub(super) fn qualifies(g: &ConvGeometry) -> bool {
         && has_avx512()
 }
 
-/// The padded copy of one image: `C_in` planes of `height x width`, where input pixel `(y, x)`
-/// sits at `(y + padding[0], x + padding[1])` and everything else is zero.
+/// The padded copy of one image: `C_in` planes of `height` rows, where pixel `(y, x)` of the
+/// padded image (input pixel `(y - padding[0], x - padding[1])`, or a zero) sits in row `y`,
+/// column phase `x % stride`, slot `x / stride`. Each row is its `stride` phases one after the
+/// other, `phase_width` slots each: the columns that consecutive outputs of a strided row read
+/// for one kernel tap are consecutive slots of one phase. With stride 1 a row is the padded row.
+#[derive(Clone, Copy)]
 struct Padded {
     height: usize,
+    /// Columns of the padded image that the taps reach.
     width: usize,
+    /// The horizontal stride: phases per row.
+    stride: usize,
+    /// Slots per phase: `width / stride`, rounded up.
+    phase_width: usize,
 }
 
 impl Padded {
-    /// The copy that a stride-1 convolution reads: exactly the rows and columns its taps reach.
+    /// The copy that the convolution reads: exactly the rows and columns its taps reach.
     fn of(g: &ConvGeometry) -> Self {
+        let reach = |axis: usize, out: usize| {
+            (out - 1) * g.stride[axis] + (g.kernel[axis] - 1) * g.dilation[axis] + 1
+        };
+        let width = reach(1, g.out_width);
         Self {
-            height: g.out_height + (g.kernel[0] - 1) * g.dilation[0],
-            width: g.out_width + (g.kernel[1] - 1) * g.dilation[1],
+            height: reach(0, g.out_height),
+            width,
+            stride: g.stride[1],
+            phase_width: width.div_ceil(g.stride[1]),
         }
     }
 
-    fn plane(&self) -> usize {
-        self.height * self.width
+    /// Floats of one row: its phases.
+    fn row(&self) -> usize {
+        self.stride * self.phase_width
     }
 
-    /// Offset of tap `(c, i, j)` in the copy, for every tap in the weight's order.
+    fn plane(&self) -> usize {
+        self.height * self.row()
+    }
+
+    /// Offset of padded column `x` in a row.
+    fn column(&self, x: usize) -> usize {
+        (x % self.stride) * self.phase_width + x / self.stride
+    }
+
+    /// Offset of tap `(c, i, j)` in the copy, for every tap in the weight's order: where output
+    /// `(0, 0)` reads it.
     fn taps(&self, g: &ConvGeometry) -> Vec<usize> {
         let mut taps = Vec::with_capacity(g.in_channels * g.kernel[0] * g.kernel[1]);
         for c in 0..g.in_channels {
             for i in 0..g.kernel[0] {
                 for j in 0..g.kernel[1] {
                     let (dy, dx) = (i * g.dilation[0], j * g.dilation[1]);
-                    taps.push(c * self.plane() + dy * self.width + dx);
+                    taps.push(c * self.plane() + dy * self.row() + self.column(dx));
                 }
             }
         }
         taps
     }
 
-    /// Copies `image` (`[C_in, H, W]`) into `dst` (`C_in` padded planes), zeroing only the
-    /// padding around it.
+    /// Offset in a plane of output `(oy, ox)`'s reads, relative to its taps: output `(oy, ox)`
+    /// reads tap `(i, j)` at padded `(oy s_y + i d_y, ox s_x + j d_x)`, whose phase is the tap's
+    /// and whose slot is `ox` further on.
+    fn output(&self, g: &ConvGeometry, oy: usize, ox: usize) -> usize {
+        oy * g.stride[0] * self.row() + ox
+    }
+
+    /// Copies `image` (`[C_in, H, W]`) into `dst` (`C_in` padded planes), zeroing the padding
+    /// around it (with a stride, a row is zeroed, then each phase's columns gathered into it).
     fn fill(&self, g: &ConvGeometry, image: &[f32], dst: &mut [f32]) {
         let [top, left] = g.padding;
         let rows = top..(top + g.height).min(self.height);
@@ -85,13 +121,29 @@ impl Padded {
             .chunks_exact_mut(self.plane())
             .zip(image.chunks_exact(g.height * g.width))
         {
-            plane[..rows.start * self.width].fill(0.0);
-            plane[rows.end * self.width..].fill(0.0);
+            plane[..rows.start * self.row()].fill(0.0);
+            plane[rows.end * self.row()..].fill(0.0);
             for y in rows.clone() {
-                let line = &mut plane[y * self.width..][..self.width];
-                line[..cols.start].fill(0.0);
-                line[cols.end..].fill(0.0);
-                line[cols.clone()].copy_from_slice(&channel[(y - top) * g.width..][..cols.len()]);
+                let line = &mut plane[y * self.row()..][..self.row()];
+                let source = &channel[(y - top) * g.width..][..cols.len()];
+                if self.stride == 1 {
+                    line[..cols.start].fill(0.0);
+                    line[cols.end..].fill(0.0);
+                    line[cols.clone()].copy_from_slice(source);
+                    continue;
+                }
+                line.fill(0.0);
+                for (phase, slots) in line.chunks_exact_mut(self.phase_width).enumerate() {
+                    // The first slot of this phase inside the input, and its column.
+                    let first = cols.start.saturating_sub(phase).div_ceil(self.stride);
+                    let x = phase + first * self.stride;
+                    if x < cols.end {
+                        let taken = source[x - left..].iter().step_by(self.stride);
+                        for (slot, &value) in slots[first..].iter_mut().zip(taken) {
+                            *slot = value;
+                        }
+                    }
+                }
             }
         }
     }
@@ -117,7 +169,7 @@ impl Plan {
             .flat_map(|oy| {
                 (0..g.out_width)
                     .step_by(LANES)
-                    .map(move |ox| [oy * padded.width + ox, oy * g.out_width + ox])
+                    .map(move |ox| [padded.output(g, oy, ox), oy * g.out_width + ox])
             })
             .collect();
         Self {
