@@ -230,17 +230,20 @@ fn conv2d_matches_burn_on_wide_layers() {
 /// only partly used, dilation, padding on one side only, a one-row kernel, a padding wider than
 /// the kernel reaches (direct forward, im2col input gradient), and strides (the copy split by
 /// column phase): 2 as in ResNet-18, 2 across and 1 down with an odd padded width (phases of
-/// unequal length), 3 with dilation 2, and 2 with an input column no tap reaches.
+/// unequal length), 3 with dilation 2, 2 with an input column no tap reaches, and 3 down with a
+/// top padding wider than every tap's reach (the output is the bias alone).
 #[test]
 fn conv2d_matches_burn_where_computed_directly() {
     let strided = |x, w, stride, padding, dilation| Case::new(x, w, stride, padding, dilation, 1);
-    let (same, none, bottom) = ([(1, 1); 2], [(0, 0); 2], [(0, 1), (0, 0)]);
+    let (same, none) = ([(1, 1); 2], [(0, 0); 2]);
+    let (bottom, top) = ([(0, 1), (0, 0)], [(3, 0), (0, 0)]);
     agree_on(
         &[
             strided([2, 3, 32, 32], [10, 3, 3, 3], [2, 2], same, [1, 1]),
             strided([1, 4, 9, 31], [8, 4, 3, 3], [1, 2], same, [1, 1]),
             strided([1, 3, 7, 50], [7, 3, 3, 3], [3, 3], none, [2, 2]),
             strided([1, 2, 5, 34], [6, 2, 3, 3], [2, 2], bottom, [1, 1]),
+            strided([1, 2, 1, 17], [6, 2, 2, 2], [3, 1], top, [1, 1]),
             Case::stride_one([2, 3, 16, 16], [10, 3, 3, 3], [(1, 1), (1, 1)], [1, 1], 1),
             Case::stride_one([1, 9, 5, 32], [8, 9, 3, 3], [(2, 2), (2, 2)], [2, 2], 1),
             Case::stride_one([2, 2, 4, 16], [12, 2, 3, 3], [(0, 2), (1, 1)], [1, 1], 1),

@@ -115,8 +115,10 @@ impl Padded {
     /// around it (with a stride, a row is zeroed, then each phase's columns gathered into it).
     fn fill(&self, g: &ConvGeometry, image: &[f32], dst: &mut [f32]) {
         let [top, left] = g.padding;
-        let rows = top..(top + g.height).min(self.height);
-        let cols = left..(left + g.width).min(self.width);
+        // With a stride, a padding wider than the taps reach can leave the copy short of the
+        // input's first row or column: then no tap reads the input along that axis.
+        let rows = top.min(self.height)..(top + g.height).min(self.height);
+        let cols = left.min(self.width)..(left + g.width).min(self.width);
         for (plane, channel) in dst
             .chunks_exact_mut(self.plane())
             .zip(image.chunks_exact(g.height * g.width))
