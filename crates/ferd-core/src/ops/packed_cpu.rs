@@ -4,11 +4,10 @@
 //!
 //! `super::direct_cpu` vectorizes over output positions and takes layers whose output rows are
 //! whole AVX-512 vectors (ResNet-18's 32x32 and 16x16 stages, and the stride-2 layer between
-//! them); `super::lanes_cpu`
-//! vectorizes over images and takes small maps of any stride (its 8x8 and 4x4 stages and their
-//! strided layers). Both tile [`ROWS`] output channels by 4 vectors and read the weight through
-//! [`Packed`]. Where neither applies, or the CPU lacks AVX-512, `super::conv_cpu` keeps im2col
-//! and gemm.
+//! them); `super::lanes_cpu` vectorizes over images and takes small maps of any stride (its 8x8
+//! and 4x4 stages and their strided layers). Both tile [`ROWS`] output channels by 4 vectors and
+//! read the weight through [`Packed`]. Where neither applies, or the CPU lacks AVX-512,
+//! `super::conv_cpu` keeps im2col and gemm.
 
 use std::mem::MaybeUninit;
 
