@@ -14,7 +14,8 @@
 //! convolutions (one input channel per group) use a direct loop instead of a `[1, kH kW]` GEMM.
 //! Where the CPU has AVX-512, two direct kernels take the forward and the stride-1 input gradient
 //! first (`super::packed_cpu` chooses): `super::direct_cpu` for layers whose output rows are
-//! whole vectors, `super::lanes_cpu` for small maps of batches of about 48 images and more.
+//! whole vectors, `super::lanes_cpu` for small maps of batches of about 48 images and more, and
+//! `super::lanes_weight_cpu` the weight gradient of those small maps.
 //!
 //! Nothing here knows about Burn; `super::flex` moves tensors in and out.
 
@@ -932,6 +933,9 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let len = g.weight_len();
     if g.batch == 0 || len == 0 {
         return vec![0.0; len];
+    }
+    if let Some(dw) = packed_cpu::weight_grad(g, x, dy) {
+        return dw;
     }
     let shares = g.weight_grad_shares();
     let per_share = g.batch.div_ceil(shares);

@@ -28,7 +28,7 @@ use super::packed_cpu::{LANES, Packed, ROWS, VECTORS, has_avx512};
 use super::uninit::written_by;
 
 /// Images per block of the interleaved copy: one tile's vectors.
-const BLOCK: usize = LANES * VECTORS;
+pub(super) const BLOCK: usize = LANES * VECTORS;
 
 /// Output-channel blocks of [`ROWS`] per task: a task's share of the weight for one input chunk
 /// stays in cache while it sweeps the output positions.
@@ -169,7 +169,7 @@ pub(super) fn forward(g: &ConvGeometry, x: &[f32], packed: &Packed) -> Vec<f32> 
 }
 
 /// `x` (`[B, C, P]`) as blocks of [`BLOCK`] images, `[B / BLOCK, C, P, BLOCK]`, zeros past B.
-fn interleave(x: &[f32], batch: usize, channels: usize, plane: usize) -> Vec<f32> {
+pub(super) fn interleave(x: &[f32], batch: usize, channels: usize, plane: usize) -> Vec<f32> {
     let fill = |copy: &mut [MaybeUninit<f32>]| {
         copy.par_chunks_mut(plane * BLOCK)
             .enumerate()

@@ -20,6 +20,7 @@ pub mod conv_cpu;
 mod conv_flex;
 mod direct_cpu;
 mod lanes_cpu;
+mod lanes_weight_cpu;
 mod packed_cpu;
 pub mod pool_cpu;
 #[cfg(feature = "flex")]

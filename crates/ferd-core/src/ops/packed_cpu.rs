@@ -6,8 +6,9 @@
 //! whole AVX-512 vectors (ResNet-18's 32x32 and 16x16 stages, and the stride-2 layer between
 //! them); `super::lanes_cpu` vectorizes over images and takes small maps of any stride (its 8x8
 //! and 4x4 stages and their strided layers). Both tile [`ROWS`] output channels by 4 vectors and
-//! read the weight through [`Packed`]. Where neither applies, or the CPU lacks AVX-512,
-//! `super::conv_cpu` keeps im2col and gemm.
+//! read the weight through [`Packed`]. `super::lanes_weight_cpu` computes the weight gradient
+//! of `super::lanes_cpu`'s layers, vectorized over images the same way. Where none applies, or
+//! the CPU lacks AVX-512, `super::conv_cpu` keeps im2col and gemm.
 
 use std::mem::MaybeUninit;
 
@@ -15,7 +16,7 @@ use rayon::prelude::*;
 
 use super::conv_cpu::ConvGeometry;
 use super::uninit::written_by;
-use super::{direct_cpu, lanes_cpu};
+use super::{direct_cpu, lanes_cpu, lanes_weight_cpu};
 
 /// Output channels per tile: the weights broadcast for each tap.
 pub(super) const ROWS: usize = 6;
@@ -30,13 +31,18 @@ pub(super) const LANES: usize = 16;
 /// 290 GFLOP/s on 2 threads, the direct kernel) and 10% faster on its second.
 pub(super) const VECTORS: usize = 4;
 
-/// Whether the CPU has AVX-512F, which the direct kernels are written in.
+/// Whether the CPU has AVX-512F and AVX-512VL, which the direct kernels are written in. The
+/// weight-gradient kernel needs VL: without it the lanes of its 512-bit accumulators are summed
+/// through instructions that reach only the first 16 registers, and the compiler keeps the
+/// accumulators there and spills the rest (`super::lanes_weight_cpu`). Every CPU with AVX-512F
+/// but the Xeon Phi has VL.
 #[cfg(target_arch = "x86_64")]
 pub(super) fn has_avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
 }
 
-/// Whether the CPU has AVX-512F, which the direct kernels are written in.
+/// Whether the CPU has AVX-512F and AVX-512VL, which the direct kernels are written in.
 #[cfg(not(target_arch = "x86_64"))]
 pub(super) fn has_avx512() -> bool {
     false
@@ -160,4 +166,11 @@ pub(super) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>
 /// convolution on `dy`), or `None` where neither takes that convolution.
 pub(super) fn input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
     run(&flipped(g)?, dy, || Packed::flipped(g, w))
+}
+
+/// The weight gradient through `super::lanes_weight_cpu` for the layers whose forward
+/// `super::lanes_cpu` takes, or `None`: larger maps keep im2col and gemm, as their forward does
+/// where the direct kernel does not take it.
+pub(super) fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
+    lanes_cpu::qualifies(g).then(|| lanes_weight_cpu::weight_grad(g, x, dy))
 }
