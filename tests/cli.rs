@@ -22,12 +22,13 @@ fn ferd(args: &[&str]) -> Output {
 /// would only repeat the flex step's, in a build whose flex exists as the agreement tests'
 /// reference.
 fn end_to_end_skipped() -> bool {
-    let spec = ferd::core::device::test_device_spec();
-    let skipped = spec != ferd::core::DeviceSpec::Flex;
-    if skipped {
-        eprintln!("skipped on {spec}: the command computes on flex, tested in the flex run");
+    let why = ferd::core::device::flex_only_skipped(
+        "the command computes on flex, tested in the flex run",
+    );
+    if let Some(why) = &why {
+        eprintln!("skipped {why}");
     }
-    skipped
+    why.is_some()
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -151,8 +151,10 @@ fn child_evaluation() {
 
 #[test]
 fn a_killed_evaluation_resumes_to_the_same_report() {
-    if ferd_core::device::test_device_spec() != ferd_core::DeviceSpec::Flex {
-        eprintln!("skipped: the child process runs on the CPU (flex)");
+    if let Some(why) =
+        ferd_core::device::flex_only_skipped("the child process runs on the CPU (flex)")
+    {
+        eprintln!("skipped {why}");
         return;
     }
     let whole = without_times(run(&Frozen::new(&model()), None).unwrap());

@@ -155,6 +155,17 @@ pub fn slow_test_skipped() -> Option<String> {
     (!runs).then(|| format!("slow on {spec}: set {SLOW_TESTS_VAR}=1 to run it"))
 }
 
+/// Why a test that holds on flex alone does not run on the test device, or `None` on flex.
+///
+/// Some tests check a promise ferd makes on the CPU only (a resumed run bit-identical to an
+/// uninterrupted one), or run a child process or the `ferd` command, which compute on flex
+/// whatever the test device: on another device they would only repeat the flex run. `reason`
+/// says which.
+pub fn flex_only_skipped(reason: &str) -> Option<String> {
+    let spec = test_device_spec();
+    (spec != DeviceSpec::Flex).then(|| format!("on {spec}: {reason}"))
+}
+
 /// The [`DeviceSpec`] named by `FERD_TEST_DEVICE` (default `flex`).
 pub fn test_device_spec() -> DeviceSpec {
     let spec = std::env::var(TEST_DEVICE_VAR).unwrap_or_else(|_| "flex".to_string());

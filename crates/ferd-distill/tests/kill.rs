@@ -118,8 +118,10 @@ fn epochs_done(dir: &Path) -> usize {
 
 #[test]
 fn a_run_killed_anywhere_resumes_to_the_uninterrupted_weights() {
-    if ferd_core::device::test_device_spec() != ferd_core::DeviceSpec::Flex {
-        eprintln!("skipped: bit-exact resumption is promised on the CPU (flex)");
+    if let Some(why) =
+        ferd_core::device::flex_only_skipped("bit-exact resumption is promised on the CPU (flex)")
+    {
+        eprintln!("skipped {why}");
         return;
     }
     let whole = parameters(&train(&fresh_dir("whole"), false));

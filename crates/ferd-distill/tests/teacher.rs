@@ -207,8 +207,10 @@ fn pgd_at_is_more_robust_than_standard_training() {
 
 #[test]
 fn resumed_run_reaches_the_uninterrupted_weights() {
-    if ferd_core::device::test_device_spec() != ferd_core::DeviceSpec::Flex {
-        eprintln!("skipped: bit-exact resumption is promised on the CPU (flex)");
+    if let Some(why) =
+        ferd_core::device::flex_only_skipped("bit-exact resumption is promised on the CPU (flex)")
+    {
+        eprintln!("skipped {why}");
         return;
     }
     let data = data(20);
