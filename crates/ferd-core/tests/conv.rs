@@ -255,6 +255,23 @@ fn conv2d_matches_burn_where_computed_directly() {
     );
 }
 
+/// Layers whose weight gradient the CPU kernels compute directly (the layers above with at least
+/// 1,024 output positions per image): several chunks of images with a short last one, several
+/// tasks of output channels with a short last tile, taps `(c, i, j)` in tiles with a short last
+/// one, a horizontal stride (the copy split by column phase) and dilation.
+#[test]
+fn conv2d_matches_burn_where_the_weight_gradient_is_direct() {
+    let same = [(1, 1); 2];
+    agree_on(
+        &[
+            Case::stride_one([6, 5, 32, 32], [19, 5, 3, 3], same, [1, 1], 1),
+            Case::new([1, 2, 34, 64], [7, 2, 3, 3], [1, 2], same, [1, 1], 1),
+            Case::stride_one([2, 3, 32, 32], [6, 3, 3, 3], [(2, 2), (2, 2)], [2, 2], 1),
+        ],
+        900,
+    );
+}
+
 /// Layers that the CPU kernels compute vectorized over images (batches of 48 images and more,
 /// input maps of at most 8x8, at least 6 output channels): a full block of 64 images, a last
 /// block partly filled, two blocks, stride 2, dilation, paddings on one side only, a 5x5 kernel,

@@ -14,8 +14,9 @@
 //! convolutions (one input channel per group) use a direct loop instead of a `[1, kH kW]` GEMM.
 //! Where the CPU has AVX-512, two direct kernels take the forward and the stride-1 input gradient
 //! first (`super::packed_cpu` chooses): `super::direct_cpu` for layers whose output rows are
-//! whole vectors, `super::lanes_cpu` for small maps of batches of about 48 images and more, and
-//! `super::lanes_weight_cpu` the weight gradient of those small maps.
+//! whole vectors, `super::lanes_cpu` for small maps of batches of about 48 images and more; the
+//! weight gradient of those small maps and of the direct kernel's 32x32 layers goes through one
+//! tile (`super::lanes_weight_cpu`, `super::direct_weight_cpu`).
 //!
 //! Nothing here knows about Burn; `super::flex` moves tensors in and out.
 

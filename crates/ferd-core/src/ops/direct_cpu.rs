@@ -153,18 +153,18 @@ impl Padded {
 
 /// What a direct convolution reads: the padded copy's shape, each tap's offset in it and each
 /// vector's place.
-struct Plan {
+pub(super) struct Plan {
     padded: Padded,
     /// Offset of tap `(c, i, j)` in the padded copy, in the weight's order (`K` of them).
-    taps: Vec<usize>,
+    pub(super) taps: Vec<usize>,
     /// The largest of `taps`: a vector at `at` reads up to `last_tap + at + LANES`.
     last_tap: usize,
     /// Each vector's first output: `[offset in a padded plane, offset in an output plane]`.
-    vectors: Vec<[usize; 2]>,
+    pub(super) vectors: Vec<[usize; 2]>,
 }
 
 impl Plan {
-    fn of(g: &ConvGeometry) -> Self {
+    pub(super) fn of(g: &ConvGeometry) -> Self {
         let padded = Padded::of(g);
         let taps = padded.taps(g);
         let vectors = (0..g.out_height)
@@ -182,8 +182,13 @@ impl Plan {
         }
     }
 
+    /// Copies `image` into `dst`, one image's padded copy ([`Plan::copy_len`] floats).
+    pub(super) fn fill(&self, g: &ConvGeometry, image: &[f32], dst: &mut [f32]) {
+        self.padded.fill(g, image, dst);
+    }
+
     /// Elements of one image's padded copy.
-    fn copy_len(&self, g: &ConvGeometry) -> usize {
+    pub(super) fn copy_len(&self, g: &ConvGeometry) -> usize {
         g.in_channels * self.padded.plane()
     }
 }

@@ -29,30 +29,32 @@ use super::uninit::written_by;
 /// Output channels per tile, whose output-gradient vectors stay in registers while the
 /// [`IN_ROWS`] input vectors stream past: 24 accumulators, 4 held vectors and one loaded, 29 of
 /// the 32 registers; 10 loads for 24 multiply-adds, as in the forward's tile.
-const OUT_ROWS: usize = 4;
+pub(super) const OUT_ROWS: usize = 4;
 
 /// Input channels per tile.
-const IN_ROWS: usize = 6;
+pub(super) const IN_ROWS: usize = 6;
 
 /// Output channels per task: at an 8x8 map and one block of 64 images their output gradient is
 /// 512 KiB, half of the second-level cache of the machine in `docs/performance.md`, read again
 /// for every tile of input channels.
 const OUT_PER_TASK: usize = 32;
 
-/// One output position where a tap lands inside the input: the offsets of the output position
-/// and of the input pixel it reads, in a channel of an image block's copy.
+/// One vector of products a tile sums: the offsets of an output-gradient vector and of the
+/// input vector it multiplies (here an output position where a tap lands inside the input and
+/// one vector of a block's images; in `super::direct_weight_cpu` 16 consecutive outputs of a
+/// row), each from its channel's start in a block (here) or image (there).
 #[derive(Clone, Copy)]
-struct Pair {
-    out: usize,
-    input: usize,
+pub(super) struct Pair {
+    pub(super) out: usize,
+    pub(super) input: usize,
 }
 
-/// The output positions where one tap lands inside the input, one [`Pair`] per vector of an
-/// image block, in order; and the ends of the runs they read, for the kernel's bounds check.
-struct TapPairs {
-    pairs: Vec<Pair>,
-    out_end: usize,
-    in_end: usize,
+/// The [`Pair`]s a tile sums over, in order (here: where one tap lands inside the input, one
+/// per vector of an image block), and the ends of the runs they read, for the bounds check.
+pub(super) struct TapPairs {
+    pub(super) pairs: Vec<Pair>,
+    pub(super) out_end: usize,
+    pub(super) in_end: usize,
 }
 
 /// For each tap `i kW + j`, its [`TapPairs`].
@@ -91,14 +93,15 @@ fn tap_pairs(g: &ConvGeometry) -> Vec<TapPairs> {
     taps
 }
 
-/// Where one tile reads: the offsets of its channels in the first block of each copy, and the
-/// floats from one block to the next.
-struct Rows {
-    out: [usize; OUT_ROWS],
-    input: [usize; IN_ROWS],
-    out_block: usize,
-    in_block: usize,
-    blocks: usize,
+/// Where one tile reads: the offsets of its rows (output channels; input channels here, taps
+/// `(c, i, j)` in `super::direct_weight_cpu`) in the first block of each copy, the floats from
+/// one block to the next, and the blocks (of images) summed.
+pub(super) struct Rows {
+    pub(super) out: [usize; OUT_ROWS],
+    pub(super) input: [usize; IN_ROWS],
+    pub(super) out_block: usize,
+    pub(super) in_block: usize,
+    pub(super) blocks: usize,
 }
 
 /// The weight gradient `[C_out, C_in, kH, kW]` of a layer that `super::lanes_cpu::qualifies`
@@ -162,7 +165,7 @@ pub(super) fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
 /// The CPU must have AVX-512F and AVX-512VL (`super::packed_cpu::has_avx512`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn tile_kernel(
+pub(super) unsafe fn tile_kernel(
     dy: &[f32],
     x: &[f32],
     rows: &Rows,
@@ -216,7 +219,7 @@ unsafe fn tile_kernel(
 
 /// Never called: `qualifies` is false off x86-64.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn tile_kernel(
+pub(super) unsafe fn tile_kernel(
     _dy: &[f32],
     _x: &[f32],
     _rows: &Rows,

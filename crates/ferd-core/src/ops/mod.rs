@@ -19,6 +19,7 @@ pub mod conv_cpu;
 #[cfg(feature = "flex")]
 mod conv_flex;
 mod direct_cpu;
+mod direct_weight_cpu;
 mod lanes_cpu;
 mod lanes_weight_cpu;
 mod packed_cpu;

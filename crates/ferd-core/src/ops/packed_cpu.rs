@@ -7,7 +7,8 @@
 //! them); `super::lanes_cpu` vectorizes over images and takes small maps of any stride (its 8x8
 //! and 4x4 stages and their strided layers). Both tile [`ROWS`] output channels by 4 vectors and
 //! read the weight through [`Packed`]. `super::lanes_weight_cpu` computes the weight gradient
-//! of `super::lanes_cpu`'s layers, vectorized over images the same way. Where none applies, or
+//! of `super::lanes_cpu`'s layers, vectorized over images the same way, and
+//! `super::direct_weight_cpu` with the same tile that of the direct kernel's 32x32 layers. Where none applies, or
 //! the CPU lacks AVX-512, `super::conv_cpu` keeps im2col and gemm.
 
 use std::mem::MaybeUninit;
@@ -16,7 +17,7 @@ use rayon::prelude::*;
 
 use super::conv_cpu::ConvGeometry;
 use super::uninit::written_by;
-use super::{direct_cpu, lanes_cpu, lanes_weight_cpu};
+use super::{direct_cpu, direct_weight_cpu, lanes_cpu, lanes_weight_cpu};
 
 /// Output channels per tile: the weights broadcast for each tap.
 pub(super) const ROWS: usize = 6;
@@ -168,9 +169,15 @@ pub(super) fn input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Option<Vec<
     run(&flipped(g)?, dy, || Packed::flipped(g, w))
 }
 
-/// The weight gradient through `super::lanes_weight_cpu` for the layers whose forward
-/// `super::lanes_cpu` takes, or `None`: larger maps keep im2col and gemm, as their forward does
-/// where the direct kernel does not take it.
+/// The weight gradient through `super::direct_weight_cpu` for the direct forward's layers with
+/// large outputs, through `super::lanes_weight_cpu` for the layers whose forward
+/// `super::lanes_cpu` takes, or `None`: the other layers keep im2col and gemm.
 pub(super) fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
-    lanes_cpu::qualifies(g).then(|| lanes_weight_cpu::weight_grad(g, x, dy))
+    if direct_cpu::qualifies(g) && direct_weight_cpu::qualifies(g) {
+        Some(direct_weight_cpu::weight_grad(g, x, dy))
+    } else if lanes_cpu::qualifies(g) {
+        Some(lanes_weight_cpu::weight_grad(g, x, dy))
+    } else {
+        None
+    }
 }
