@@ -8,8 +8,8 @@
 //! and 4x4 stages and their strided layers). Both tile [`ROWS`] output channels by 4 vectors and
 //! read the weight through [`Packed`]. `super::lanes_weight_cpu` computes the weight gradient
 //! of `super::lanes_cpu`'s layers, vectorized over images the same way, and
-//! `super::direct_weight_cpu` with the same tile that of the direct kernel's 32x32 layers. Where none applies, or
-//! the CPU lacks AVX-512, `super::conv_cpu` keeps im2col and gemm.
+//! `super::direct_weight_cpu`, with the same tile, that of the direct kernel's 32x32 layers.
+//! Where none applies, or the CPU lacks AVX-512, `super::conv_cpu` keeps im2col and gemm.
 
 use std::mem::MaybeUninit;
 
