@@ -18,7 +18,6 @@ use rayon::prelude::*;
 use super::conv_cpu::ConvGeometry;
 use super::direct_cpu::Plan;
 use super::lanes_weight_cpu::{IN_ROWS, OUT_ROWS, Pair, Rows, TapPairs, tile_kernel};
-use super::packed_cpu::LANES;
 
 /// The fewest output positions per image for which this beats im2col + gemm. Measured on
 /// ResNet-18 (`cargo bench --bench conv`, 2 threads, against gemm alternated, 2026-12-02): 32x32
@@ -54,20 +53,11 @@ pub(super) fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .par_chunks_mut(copy_len)
         .zip(x.par_chunks_exact(image_len))
         .for_each(|(copy, image)| plan.fill(g, image, copy));
-    let end = |offset: fn(&[usize; 2]) -> usize| {
-        plan.vectors
-            .iter()
-            .map(|v| offset(v) + LANES)
-            .max()
-            .unwrap_or(0)
-    };
-    let vectors = TapPairs {
-        pairs: (plan.vectors.iter())
+    let vectors = TapPairs::new(
+        (plan.vectors.iter())
             .map(|&[input, out]| Pair { out, input })
             .collect(),
-        out_end: end(|v| v[1]),
-        in_end: end(|v| v[0]),
-    };
+    );
     let k = plan.taps.len();
     let mut dw = vec![0.0; g.weight_len()];
     dw.par_chunks_mut(OUT_PER_TASK * k)

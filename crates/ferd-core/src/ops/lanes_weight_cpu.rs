@@ -57,6 +57,20 @@ pub(super) struct TapPairs {
     pub(super) in_end: usize,
 }
 
+impl TapPairs {
+    /// The pairs, with the ends of the vectors they read.
+    pub(super) fn new(pairs: Vec<Pair>) -> Self {
+        let end =
+            |offset: fn(&Pair) -> usize| pairs.iter().map(|p| offset(p) + LANES).max().unwrap_or(0);
+        let (out_end, in_end) = (end(|p| p.out), end(|p| p.input));
+        Self {
+            pairs,
+            out_end,
+            in_end,
+        }
+    }
+}
+
 /// For each tap `i kW + j`, its [`TapPairs`].
 fn tap_pairs(g: &ConvGeometry) -> Vec<TapPairs> {
     let inside = |o: usize, k: usize, axis: usize, size: usize| {
@@ -79,15 +93,7 @@ fn tap_pairs(g: &ConvGeometry) -> Vec<TapPairs> {
                     }
                 }
             }
-            let end = |offset: fn(&Pair) -> usize| {
-                pairs.iter().map(|p| offset(p) + LANES).max().unwrap_or(0)
-            };
-            let (out_end, in_end) = (end(|p| p.out), end(|p| p.input));
-            taps.push(TapPairs {
-                pairs,
-                out_end,
-                in_end,
-            });
+            taps.push(TapPairs::new(pairs));
         }
     }
     taps
