@@ -368,6 +368,70 @@ fn a_tiny_distillation_then_its_report() {
     }
 }
 
+/// `ferd distill --device D` at the tiny budget, D the test device when it is not flex (CI's
+/// wgpu step): the command runs end to end there, records every epoch, and its final table
+/// scores the teacher, whose weights the run does not touch, as flex does.
+#[test]
+fn a_tiny_distillation_on_the_test_device() {
+    let spec = ferd::core::device::test_device_spec();
+    if spec == ferd::core::DeviceSpec::Flex {
+        eprintln!("skipped on flex: a_tiny_distillation_then_its_report runs there");
+        return;
+    }
+    let dir = scratch("distill-device");
+    let run = dir.join("run");
+    let device = spec.to_string();
+    let out = ferd(&[
+        "distill",
+        "--budget",
+        "tiny",
+        "--device",
+        &device,
+        "--out",
+        path(&run),
+        "--final-per-class",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("| teacher |") && table.contains("| student |"),
+        "no final table in\n{table}"
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let epochs: Vec<Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(epochs.len(), 2, "the tiny budget's two epochs");
+    for epoch in &epochs {
+        let p: Vec<f64> = epoch["class_distribution"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(p.len(), 10);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{p:?}");
+    }
+    let last = &epochs[1]["student"];
+    assert!(last["loss"].as_f64().is_some_and(f64::is_finite), "{last}");
+
+    // The teacher on the same 20 images, on flex, through `ferd evaluate`.
+    let json = dir.join("teacher.json");
+    let out = evaluate_teacher(&["--limit", "20", "--attacks", "fgsm", "--out", path(&json)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let on_flex: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let fin: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("final.json")).unwrap()).unwrap();
+    assert_eq!(fin["teacher"]["samples"], 20);
+    assert_eq!(
+        per_class(&fin["teacher"], 0),
+        per_class(&on_flex, 0),
+        "the teacher's clean accuracy per class on {device} and on flex"
+    );
+}
+
 /// Which cells of a grid of 28x28 grey images (12 per row, one row per class, 1-pixel gaps
 /// of grey 64) hold an image: a blank cell is grey 64 throughout.
 fn synthesized_cells(png_file: &Path) -> Vec<Vec<bool>> {

@@ -4,5 +4,6 @@
 mod bundled_models;
 #[cfg(feature = "cli")]
 mod cli;
+mod features;
 mod ferd_distillation;
 mod hostile_inputs;

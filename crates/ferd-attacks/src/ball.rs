@@ -97,8 +97,9 @@ pub(crate) fn check_batch(
         return Err(bad_input(what, format!("{n} labels for {batch} images")));
     }
     let x = x.without_autodiff();
-    let low = x.clone().min().into_scalar::<f32>();
-    let high = x.clone().max().into_scalar::<f32>();
+    // Each range is read back in one transfer (an attack runs this check on every batch).
+    let [low, high] =
+        span::<f32>(Tensor::cat(vec![x.clone().min(), x.clone().max()], 0).into_data());
     if !(low >= 0.0 && high <= 1.0) {
         return Err(bad_input(
             what,
@@ -108,8 +109,8 @@ pub(crate) fn check_batch(
             ),
         ));
     }
-    let top = labels.clone().max().into_scalar::<i64>();
-    let bottom = labels.clone().min().into_scalar::<i64>();
+    let [bottom, top] =
+        span::<i64>(Tensor::cat(vec![labels.clone().min(), labels.clone().max()], 0).into_data());
     if bottom < 0 || top >= classes as i64 {
         return Err(bad_input(
             what,
@@ -117,6 +118,15 @@ pub(crate) fn check_batch(
         ));
     }
     Ok(x)
+}
+
+/// The two values of `pair`, read back from the device at once.
+fn span<E: burn::tensor::Element>(pair: TensorData) -> [E; 2] {
+    let values = pair
+        .convert::<E>()
+        .try_into_vec::<E>()
+        .expect("a numeric pair");
+    [values[0], values[1]]
 }
 
 /// Checks that a count (steps, restarts, queries) is at least one.

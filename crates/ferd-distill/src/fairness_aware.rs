@@ -46,7 +46,12 @@ pub struct NonRobust {
 impl NonRobust {
     /// The fraction of (sample, channel) pairs found robust.
     pub fn robust_fraction(&self) -> f32 {
-        self.mask.clone().mean().into_scalar::<f32>()
+        self.robust_share().into_scalar::<f32>()
+    }
+
+    /// [`NonRobust::robust_fraction`] as a one-element tensor, left on the device.
+    pub fn robust_share(&self) -> Tensor<1> {
+        self.mask.clone().mean()
     }
 
     /// `L_uni = KL(U || softmax(t_nr))`, the batch mean.
@@ -106,12 +111,14 @@ pub fn noise_scale<C: Classifier>(
 /// The robust mask `1[softplus(lambda)^2 > max_{b,c} v_bc]` `[B, C, 1, 1]` (strict, threshold
 /// over the whole batch and all channels, as the official code).
 pub fn robust_mask(lambda: &Tensor<4>, z: &Tensor<4>) -> Tensor<4> {
+    // The threshold stays on the device: no read-back in the middle of a synthesis step.
     let threshold = spatial_variance(&z.clone().without_autodiff())
         .max()
-        .into_scalar::<f32>();
+        .reshape([1, 1, 1, 1])
+        .expand(lambda.dims());
     softplus(lambda.clone().without_autodiff(), 1.0)
         .powi_scalar(2)
-        .greater_elem(threshold)
+        .greater(threshold)
         .float()
 }
 

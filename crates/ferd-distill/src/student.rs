@@ -66,8 +66,27 @@ pub struct StepReport {
     pub utae_predictions: Vec<u64>,
 }
 
+/// Per class, how many of `predicted` `[B, 1]` are that class: `[classes]`, on the device.
+fn class_counts(predicted: Tensor<2, Int>, classes: usize) -> Tensor<1> {
+    let [batch, _] = predicted.dims();
+    let device = predicted.device();
+    let class_ids = Tensor::<1, Int>::arange(0..classes as i64, &device)
+        .reshape([1, classes])
+        .expand([batch, classes]);
+    predicted
+        .expand([batch, classes])
+        .equal(class_ids)
+        .float()
+        .sum_dim(0)
+        .reshape([classes])
+}
+
 /// One training step of `student` (a training module on an autodiff device) on augmented
 /// images `x` (plain) with `labels`, against the frozen `teacher`, at learning rate `lr`.
+///
+/// The step reads back from the device once, after the SGD step is queued. A non-finite loss is
+/// then a [`DistillError::NonFinite`]: the stepped student is dropped, but `optim`'s state has
+/// taken the step, so a caller that goes on after the error starts from a fresh optimizer.
 #[allow(clippy::too_many_arguments)]
 pub fn train_step<S, T>(
     student: S,
@@ -98,15 +117,7 @@ where
     )?;
     let adv_logits = student.forward(x_adv.autodiff());
     let [_, classes] = teacher_logits.dims();
-    let mut utae_predictions = vec![0u64; classes];
-    let predicted = adv_logits
-        .clone()
-        .without_autodiff()
-        .argmax(1)
-        .flatten(0, 1);
-    for c in ferd_core::metrics::to_indices(predicted) {
-        utae_predictions[c] += 1;
-    }
+    let utae_predictions = class_counts(adv_logits.clone().without_autodiff().argmax(1), classes);
     let loss = student_loss(
         clean_logits,
         adv_logits,
@@ -114,12 +125,30 @@ where
         labels.autodiff(),
         config,
     )?;
-    let read = |t: &Tensor<1>| f64::from(t.clone().without_autodiff().into_scalar::<f32>());
+    // What the step reports, gathered on the device and read back once, after the step is
+    // queued: a non-finite loss is still an error, and the updated student is then dropped.
+    let readout = Tensor::cat(
+        vec![
+            loss.total.clone().without_autodiff(),
+            loss.clean.without_autodiff(),
+            loss.adv.without_autodiff(),
+            utae_predictions,
+        ],
+        0,
+    );
+    let grads = GradientsParams::from_grads(loss.total.backward(), &student);
+    let student = optim.step(lr, student, grads);
+    let values = readout
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 readout");
     let report = StepReport {
-        loss: read(&loss.total),
-        clean: read(&loss.clean),
-        adv: read(&loss.adv),
-        utae_predictions,
+        loss: f64::from(values[0]),
+        clean: f64::from(values[1]),
+        adv: f64::from(values[2]),
+        // Counts of at most a batch: exact in f32.
+        utae_predictions: values[3..].iter().map(|&n| n as u64).collect(),
     };
     if !report.loss.is_finite() {
         return Err(DistillError::NonFinite {
@@ -127,6 +156,5 @@ where
             detail: format!("{report:?}"),
         });
     }
-    let grads = GradientsParams::from_grads(loss.total.backward(), &student);
-    Ok((optim.step(lr, student, grads), report))
+    Ok((student, report))
 }

@@ -53,8 +53,35 @@ pub struct LossTerms {
 pub struct StepLoss {
     /// `L_G` (one element).
     pub total: Tensor<1>,
-    /// Its terms, read back.
-    pub terms: LossTerms,
+    /// The terms in [`LossTerms`]' order, detached and still on the device: read back in one
+    /// transfer by [`StepLoss::terms`], when the caller is ready to wait for the device.
+    values: Tensor<1>,
+}
+
+impl StepLoss {
+    /// The terms, read back from the device: one synchronizing read for all of them. On a GPU,
+    /// reading after the backward pass and the optimizer steps are queued lets the device
+    /// compute while the host builds the backward graph.
+    pub fn terms(&self) -> LossTerms {
+        let values = self
+            .values
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 terms");
+        let [bn, adv, oh, uni, total, robust_fraction] = <[f32; 6]>::try_from(values)
+            .expect("six terms")
+            .map(f64::from);
+        LossTerms {
+            bn,
+            adv,
+            oh,
+            uni,
+            total,
+            robust_fraction,
+        }
+    }
 }
 
 /// `L_bn = sum over layers of ||mu - running_mean||_2 + ||var - running_var||_2`.
@@ -100,23 +127,22 @@ pub fn step_loss<T: Classifier, S: Classifier>(
     let mut total = bn.clone().mul_scalar(weights.bn)
         + adv.clone().mul_scalar(weights.adv)
         + oh.clone().mul_scalar(weights.oh);
-    let mut terms = LossTerms::default();
-    if config.fairness_aware() {
+    let (uni, robust_share) = if config.fairness_aware() {
         let split = non_robust(teacher, &features, labels, &config.fairness, noise)?;
         let uni = split.uniformity_loss()?;
-        terms.uni = read(&uni);
-        terms.robust_fraction = f64::from(split.robust_fraction());
-        total = total + uni.mul_scalar(weights.uni);
-    }
-    terms.bn = read(&bn);
-    terms.adv = read(&adv);
-    terms.oh = read(&oh);
-    terms.total = read(&total);
-    Ok(StepLoss { total, terms })
-}
-
-fn read(t: &Tensor<1>) -> f64 {
-    f64::from(t.clone().without_autodiff().into_scalar::<f32>())
+        total = total + uni.clone().mul_scalar(weights.uni);
+        (uni, split.robust_share())
+    } else {
+        let zero = || Tensor::zeros([1], &total.device());
+        (zero(), zero())
+    };
+    let values = Tensor::cat(
+        [bn, adv, oh, uni, total.clone(), robust_share]
+            .map(|t| t.without_autodiff())
+            .to_vec(),
+        0,
+    );
+    Ok(StepLoss { total, values })
 }
 
 /// What one round produced.
@@ -215,7 +241,14 @@ pub fn synthesize<T: Classifier + Module, S: Classifier + Module>(
             config,
             &mut rng(at(draw::FAIRNESS)),
         )?;
-        let terms = loss.terms;
+        // The step is queued whole before its terms are read (the one read-back of the step):
+        // a non-finite loss still ends the round, and the images kept are this step's `x`.
+        let mut grads = loss.total.backward();
+        let generator_grads = GradientsParams::from_module(&mut grads, &generator);
+        let latent_grads = GradientsParams::from_module(&mut grads, &latent);
+        generator = generator_optim.step(synthesis.lr_generator, generator, generator_grads);
+        latent = latent_optim.step(synthesis.lr_latent, latent, latent_grads);
+        let terms = loss.terms();
         if !terms.total.is_finite() {
             return Err(DistillError::NonFinite {
                 what: format!("the generator loss at synthesis step {step}"),
@@ -225,11 +258,6 @@ pub fn synthesize<T: Classifier + Module, S: Classifier + Module>(
         if best.as_ref().is_none_or(|(cost, _, _)| terms.total < *cost) {
             best = Some((terms.total, step, x.without_autodiff()));
         }
-        let mut grads = loss.total.backward();
-        let generator_grads = GradientsParams::from_module(&mut grads, &generator);
-        let latent_grads = GradientsParams::from_module(&mut grads, &latent);
-        generator = generator_optim.step(synthesis.lr_generator, generator, generator_grads);
-        latent = latent_optim.step(synthesis.lr_latent, latent, latent_grads);
         last_augmented = Some(augmented.without_autodiff());
         on_step(step, &terms);
         steps.push(terms);
