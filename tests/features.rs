@@ -111,9 +111,10 @@ fn the_gpu_backends_keep_autotune_and_leave_fusion_opt_in() {
         lacks(&packages, build, "burn-cubecl", "fusion");
     }
     // CI's build: the same backend without autotune (Mesa's tuning runs on the CPU).
+    let build = "--features wgpu-untuned";
     let untuned = resolved(&["--features", "wgpu-untuned"]);
-    requires(&untuned, "--features wgpu-untuned", "burn-cubecl", &["wgpu"]);
-    lacks(&untuned, "--features wgpu-untuned", "burn-cubecl", "autotune");
+    requires(&untuned, build, "burn-cubecl", &["wgpu"]);
+    lacks(&untuned, build, "burn-cubecl", "autotune");
     let vulkan = resolved(&["--features", "vulkan"]);
     requires(&vulkan, "--features vulkan", "burn-wgpu", &["vulkan"]);
     let fused = resolved(&["--features", "wgpu,fusion"]);
