@@ -98,8 +98,10 @@ pub(crate) fn check_batch(
     }
     let x = x.without_autodiff();
     // Each range is read back in one transfer (an attack runs this check on every batch).
-    let [low, high] =
-        span::<f32>(Tensor::cat(vec![x.clone().min(), x.clone().max()], 0).into_data());
+    let range = Tensor::cat(vec![x.clone().min(), x.clone().max()], 0)
+        .try_to_vec_as::<f32>()
+        .expect("a float pair");
+    let (low, high) = (range[0], range[1]);
     if !(low >= 0.0 && high <= 1.0) {
         return Err(bad_input(
             what,
@@ -109,8 +111,10 @@ pub(crate) fn check_batch(
             ),
         ));
     }
-    let [bottom, top] =
-        span::<i64>(Tensor::cat(vec![labels.clone().min(), labels.clone().max()], 0).into_data());
+    let range = Tensor::cat(vec![labels.clone().min(), labels.clone().max()], 0)
+        .try_to_vec_as::<i64>()
+        .expect("an integer pair");
+    let (bottom, top) = (range[0], range[1]);
     if bottom < 0 || top >= classes as i64 {
         return Err(bad_input(
             what,
@@ -118,15 +122,6 @@ pub(crate) fn check_batch(
         ));
     }
     Ok(x)
-}
-
-/// The two values of `pair`, read back from the device at once.
-fn span<E: burn::tensor::Element>(pair: TensorData) -> [E; 2] {
-    let values = pair
-        .convert::<E>()
-        .try_into_vec::<E>()
-        .expect("a numeric pair");
-    [values[0], values[1]]
 }
 
 /// Checks that a count (steps, restarts, queries) is at least one.

@@ -138,11 +138,7 @@ where
     );
     let grads = GradientsParams::from_grads(loss.total.backward(), &student);
     let student = optim.step(lr, student, grads);
-    let values = readout
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 readout");
+    let values = readout.try_to_vec_as::<f32>().expect("f32 readout");
     let report = StepReport {
         loss: f64::from(values[0]),
         clean: f64::from(values[1]),

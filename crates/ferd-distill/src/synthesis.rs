@@ -63,13 +63,7 @@ impl StepLoss {
     /// reading after the backward pass and the optimizer steps are queued lets the device
     /// compute while the host builds the backward graph.
     pub fn terms(&self) -> LossTerms {
-        let values = self
-            .values
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("f32 terms");
+        let values = self.values.try_to_vec_as::<f32>().expect("f32 terms");
         let [bn, adv, oh, uni, total, robust_fraction] = <[f32; 6]>::try_from(values)
             .expect("six terms")
             .map(f64::from);
