@@ -55,6 +55,7 @@ fn ferd_steps(c: &mut Criterion) {
                 &frozen_student,
                 &uniform_p,
                 &config,
+                &mut ferd_distill::draws::Seeded::new(0),
                 0,
                 &device,
                 &mut |_, _| {},
@@ -88,7 +89,7 @@ fn ferd_steps(c: &mut Criterion) {
                 &config.student,
                 config.threat,
                 0.05,
-                7,
+                &mut rng(7),
             )
             .expect("a step");
             student = Some(next);

@@ -85,7 +85,7 @@ fn fragility_ranks_the_teachers_weak_classes_first() {
         10,
         fmnist_threat(),
         20,
-        0,
+        &mut ferd_core::random::rng(0),
     )
     .unwrap();
     let mut order: Vec<usize> = (0..10).collect();
@@ -163,7 +163,7 @@ fn uniform_targets_flatten_adversarial_predictions() {
 const PER_CLASS: usize = 50;
 
 /// One synthesis round (500 generator steps on 32 images, the quickstart's other settings):
-/// the teacher classifies at least 70% of the synthesized images as their sampled labels. About
+/// the teacher classifies at least 60% of the synthesized images as their sampled labels. About
 /// a minute on flex; on other devices it runs with `FERD_SLOW_TESTS=1`.
 #[test]
 fn synthesized_images_carry_their_labels() {
@@ -183,7 +183,8 @@ fn synthesized_images_carry_their_labels() {
         &student,
         &uniform,
         &small,
-        5,
+        &mut ferd_distill::draws::Seeded::new(5),
+        0,
         &device,
         &mut |_, _| {},
     )
@@ -211,10 +212,11 @@ fn synthesized_images_carry_their_labels() {
 }
 
 /// Agreement required after one round (see the test above); chance is 10%. A round's trajectory
-/// depends on floating-point summation order, which differs between CPUs (flex picks its SIMD
-/// kernels at run time) and between convolution kernels: measured 90%+ on the CI machine of
-/// 2026-11-25, 84.4% with Burn's convolution and 78.1% with ferd's on an AVX-512 machine.
-const MIN_AGREEMENT: f64 = 0.7;
+/// depends on its draws and on floating-point summation order, which differs between CPUs (flex
+/// picks its SIMD kernels at run time) and between convolution kernels: over six seeds of the
+/// run's draws on an AVX-512 machine (2026-12-06), 69%, 69%, 78%, 84%, 84% and 88% (mean 79%).
+/// A broken class term leaves the images near chance.
+const MIN_AGREEMENT: f64 = 0.6;
 
 /// Every method preset runs two epochs end to end at the tiny budget, with the evaluation.
 #[test]

@@ -130,7 +130,7 @@ impl RunReport {
     /// The epochs (0-based) whose synthesized images [`write`](Self::write) draws as grids:
     /// the first and the last of a FERD run whose sample bank is in its checkpoint.
     pub fn synthesized_epochs(&self) -> Vec<usize> {
-        let bank = self.dir.join("checkpoint").join("bank-images.idx");
+        let bank = self.dir.join("checkpoint").join("bank.safetensors");
         match &self.kind {
             RunKind::Ferd(records) if bank.is_file() => {
                 let mut epochs: Vec<usize> = records
@@ -159,12 +159,13 @@ impl RunReport {
         let shape = [config.image.channels, config.image.side, config.image.side];
         let mut bank = Bank::new(shape, config.num_classes)?;
         bank.load(&self.dir.join("checkpoint"))?;
+        let dataset = bank.dataset()?;
         let mut written = Vec::new();
         for epoch in epochs {
             let at = records.iter().position(|r| r.epoch == epoch).unwrap_or(0);
             let start = at.checked_sub(1).map_or(0, |p| records[p].bank_size);
             let end = records[at].bank_size.min(bank.len());
-            let grid = Grid::per_class(bank.dataset(), start..end, GRID_PER_CLASS);
+            let grid = Grid::per_class(&dataset, start..end, GRID_PER_CLASS);
             let path = dir.join(grid_file(epoch));
             grid.save_png(&path)?;
             written.push(path);

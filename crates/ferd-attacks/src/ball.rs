@@ -3,7 +3,7 @@
 //! on what a caller passes in.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::Rng;
+use ferd_core::random::Noise;
 use rand::rngs::StdRng;
 
 use crate::error::{Result, bad_input, invalid};
@@ -40,18 +40,18 @@ pub(crate) fn host_tensor<const D: usize>(
 }
 
 /// `U[-1, 1)` noise of the shape of `x`.
-pub(crate) fn symmetric_noise(x: &Tensor<4>, rng: &mut StdRng) -> Tensor<4> {
-    host_tensor(x.dims(), &x.device(), || 2.0 * rng.random::<f32>() - 1.0)
+pub(crate) fn symmetric_noise(x: &Tensor<4>, noise: &mut dyn Noise) -> Tensor<4> {
+    ferd_core::random::uniform(noise, x.dims(), -1.0, 1.0, &x.device())
 }
 
 /// Standard normal noise of the shape of `x`, drawn on the host.
-pub(crate) fn gaussian_noise(x: &Tensor<4>, rng: &mut StdRng) -> Tensor<4> {
-    ferd_core::random::normal(rng, x.dims(), 0.0, 1.0, &x.device())
+pub(crate) fn gaussian_noise(x: &Tensor<4>, noise: &mut dyn Noise) -> Tensor<4> {
+    ferd_core::random::normal(noise, x.dims(), 0.0, 1.0, &x.device())
 }
 
 /// PGD's start (Madry et al.): `clip01(x + U[-eps, eps])`.
-pub(crate) fn uniform_start(x: &Tensor<4>, eps: f32, rng: &mut StdRng) -> Tensor<4> {
-    (x.clone() + symmetric_noise(x, rng).mul_scalar(eps)).clamp(0.0, 1.0)
+pub(crate) fn uniform_start(x: &Tensor<4>, eps: f32, noise: &mut dyn Noise) -> Tensor<4> {
+    (x.clone() + symmetric_noise(x, noise).mul_scalar(eps)).clamp(0.0, 1.0)
 }
 
 /// APGD's and FAB's start: `clip01(x + radius t / ||t||_inf)` with `t ~ U[-1, 1)` per pixel,

@@ -8,6 +8,7 @@
 //! and AutoAttack's rule).
 
 use burn::tensor::{Int, Tensor};
+use ferd_core::random::Noise;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -143,7 +144,7 @@ impl Pgd {
         x: &Tensor<4>,
         labels: &Tensor<1, Int>,
         objective: &Objective,
-        rng: &mut StdRng,
+        rng: &mut dyn Noise,
     ) -> Result<Tensor<4>> {
         let mut x_adv = match self.start {
             Start::Clean => x.clone(),
@@ -200,10 +201,25 @@ impl Attack for Pgd {
         labels: Tensor<1, Int>,
         seed: u64,
     ) -> Result<Tensor<4>> {
+        self.perturb_from(model, x, labels, &mut StdRng::seed_from_u64(seed))
+    }
+}
+
+impl Pgd {
+    /// [`Attack::perturb`] with the random starts drawn from `noise` instead of a seed: a
+    /// uniform start takes one `U[0, 1)` draw per pixel (mapped to `[-eps, eps)`), a Gaussian
+    /// one a standard normal per pixel, run after run. A tape recorded from another
+    /// implementation replays its starts exactly.
+    pub fn perturb_from(
+        &self,
+        model: &dyn Model,
+        x: Tensor<4>,
+        labels: Tensor<1, Int>,
+        noise: &mut dyn Noise,
+    ) -> Result<Tensor<4>> {
         let x = prepare("pgd", model, x, &labels, self.eps)?.x;
         self.check(x.dims()[0])?;
-        let mut rng = StdRng::seed_from_u64(seed);
-        let first = self.run(model, &x, &labels, &self.objective, &mut rng)?;
+        let first = self.run(model, &x, &labels, &self.objective, &mut *noise)?;
         if self.restarts == 1 {
             return Ok(first);
         }
@@ -213,7 +229,7 @@ impl Attack for Pgd {
         };
         for _ in 1..self.restarts {
             robust.refine(model, &x, &labels, |rows, xs, ys| {
-                self.run(model, &xs, &ys, &self.objective.rows(rows), &mut rng)
+                self.run(model, &xs, &ys, &self.objective.rows(rows), &mut *noise)
             })?;
         }
         Ok(robust.adv)

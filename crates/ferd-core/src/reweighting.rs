@@ -4,13 +4,11 @@
 //! samples end with a small (or negative) margin is fragile. The next round draws its labels
 //! from a distribution that favours fragile classes, so the sample bank carries more of them.
 
-use rand::SeedableRng;
-use rand::distr::{Distribution, weighted::WeightedIndex};
-use rand::rngs::StdRng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, param_error, shape_error};
+use crate::random::{Noise, rng};
 
 /// How per-class fragility turns into the next round's class distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -126,12 +124,52 @@ pub fn class_fragility(margins: &[f32], labels: &[usize], classes: usize) -> Res
 }
 
 /// Draws `count` labels from `distribution` with replacement, sorted (method spec, section 2,
-/// step 1). Deterministic for a given `seed`.
+/// step 1). Deterministic for a given `seed`: [`sample_labels_from`] on a seeded [`rng`].
 pub fn sample_labels(distribution: &[f64], count: usize, seed: u64) -> Result<Vec<usize>> {
-    let index = WeightedIndex::new(distribution)
-        .map_err(|err| param_error("sample_labels", format!("bad distribution: {err}")))?;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut labels: Vec<usize> = (0..count).map(|_| index.sample(&mut rng)).collect();
+    sample_labels_from(distribution, count, &mut rng(seed))
+}
+
+/// [`sample_labels`] from any source of draws: one uniform `u` per label, mapped by the inverse
+/// CDF (the first class `c` with `u < p_0 + ... + p_c`), then sorted. A recorded tape of
+/// uniforms replays another implementation's labels: the midpoint of a class's CDF interval
+/// maps back to that class.
+pub fn sample_labels_from(
+    distribution: &[f64],
+    count: usize,
+    noise: &mut dyn Noise,
+) -> Result<Vec<usize>> {
+    let bad = |why: String| param_error("sample_labels", format!("bad distribution: {why}"));
+    if distribution.is_empty() {
+        return Err(bad("no class".into()));
+    }
+    if let Some(p) = distribution.iter().find(|p| !(p.is_finite() && **p >= 0.0)) {
+        return Err(bad(format!("weight {p}")));
+    }
+    let total: f64 = distribution.iter().sum();
+    if total <= 0.0 {
+        return Err(bad("all weights are zero".into()));
+    }
+    let cdf: Vec<f64> = distribution
+        .iter()
+        .scan(0.0, |acc, p| {
+            *acc += p / total;
+            Some(*acc)
+        })
+        .collect();
+    let last = distribution
+        .iter()
+        .rposition(|&p| p > 0.0)
+        .expect("a positive weight");
+    let mut labels: Vec<usize> = noise
+        .unit_uniform(count)
+        .into_iter()
+        .map(|u| {
+            let u = f64::from(u);
+            cdf.iter()
+                .position(|&c| u < c)
+                .map_or(last, |c| c.min(last))
+        })
+        .collect();
     labels.sort_unstable();
     Ok(labels)
 }
@@ -245,5 +283,45 @@ mod tests {
         assert!(!a.contains(&1));
         let share = a.iter().filter(|&&y| y == 0).count() as f64 / 2000.0;
         assert!((share - 0.7).abs() < 0.05, "{share}");
+    }
+
+    /// A class with no sample in a round has fragility 0, as in the official code; what it gets
+    /// next depends on the rule (docs/method.md). Margins -2 and -1 for classes 0 and 1 (D = 2,
+    /// 1), class 2 empty (D = 0).
+    #[test]
+    fn an_empty_class_gets_zero_fragility() {
+        let d = class_fragility(&[-2.0, -1.0], &[0, 1], 3).unwrap();
+        assert_eq!(d, vec![2.0, 1.0, 0.0]);
+        // Softmax: exp(0) / (e^2 + e + 1), the least likely class: it can stay empty.
+        let p = ReweightStrategy::default().class_distribution(&d).unwrap();
+        let z = 2f64.exp() + 1f64.exp() + 1.0;
+        assert!((p[2] - 1.0 / z).abs() < 1e-12, "{p:?}");
+        // Min-max: the most robust class's floor p_min = 0.05 before normalization, with
+        // class 1 at 0.125 and class 0 at (about) 0.2.
+        let p = ReweightStrategy::official_minmax()
+            .class_distribution(&d)
+            .unwrap();
+        let q = [
+            0.05 + 0.15 * 2.0 / (2.0 + 1e-8),
+            0.05 + 0.15 / (2.0 + 1e-8),
+            0.05,
+        ];
+        let total: f64 = q.iter().sum();
+        for (got, want) in p.iter().zip(q) {
+            assert!((got - want / total).abs() < 1e-12, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn labels_follow_the_inverse_cdf_of_the_draws() {
+        use crate::random::Replay;
+        // p = (0.2, 0, 0.5, 0.3): CDF 0.2, 0.2, 0.7, 1.0; a zero-weight class is never drawn.
+        // The draws are f32: 0.2 is just above 0.2 (class 2), none sits on a boundary.
+        let p = [0.2, 0.0, 0.5, 0.3];
+        let mut tape = Replay::new(vec![0.95, 0.1, 0.2, 0.69, 0.71, 0.0]);
+        let labels = sample_labels_from(&p, 6, &mut tape).unwrap();
+        assert_eq!(labels, vec![0, 0, 2, 2, 3, 3]);
+        assert!(sample_labels_from(&[0.0, 0.0], 1, &mut rng(1)).is_err());
+        assert!(sample_labels_from(&[f64::NAN, 1.0], 1, &mut rng(1)).is_err());
     }
 }

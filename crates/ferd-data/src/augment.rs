@@ -7,8 +7,7 @@
 //! augments the generator's output inside the synthesis loss.
 
 use burn::tensor::{Int, Tensor, TensorData};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use ferd_core::random::{Noise, rng};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +31,9 @@ impl Default for Augment {
     }
 }
 
+/// Uniforms drawn per sample: crop row, crop column, flip.
+const DRAWS_PER_SAMPLE: usize = 3;
+
 /// One sample's draw: crop offsets into the padded image and whether to flip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Draw {
@@ -49,19 +51,34 @@ impl Augment {
         }
     }
 
-    fn draws(&self, batch: usize, seed: u64) -> Vec<Draw> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        (0..batch)
-            .map(|_| Draw {
-                dy: rng.random_range(0..=2 * self.padding),
-                dx: rng.random_range(0..=2 * self.padding),
-                flip: self.flip && rng.random_bool(0.5),
+    /// Three uniforms per sample, `[u_dy, u_dx, u_flip]`: offset `floor(u (2 padding + 1))`
+    /// on each axis, a flip when `u_flip < 1/2` (and flips are on). Drawn even when unused, so
+    /// that a tape of another implementation's crops and flips replays sample by sample.
+    fn draws(&self, batch: usize, noise: &mut dyn Noise) -> Vec<Draw> {
+        let positions = 2 * self.padding + 1;
+        let offset = |u: f32| ((u * positions as f32) as usize).min(positions - 1);
+        noise
+            .unit_uniform(DRAWS_PER_SAMPLE * batch)
+            .chunks(DRAWS_PER_SAMPLE)
+            .map(|u| Draw {
+                dy: offset(u[0]),
+                dx: offset(u[1]),
+                flip: self.flip && u[2] < 0.5,
             })
             .collect()
     }
 
-    /// Augments a batch `[B, C, H, W]`; the same seed gives the same crops and flips.
+    /// Augments a batch `[B, C, H, W]`; the same seed gives the same crops and flips:
+    /// [`Augment::apply_from`] on a seeded [`rng`].
     pub fn apply(&self, images: Tensor<4>, seed: u64) -> Tensor<4> {
+        self.apply_from(images, &mut rng(seed))
+    }
+
+    /// [`Augment::apply`] with its crops and flips drawn from `noise` (three uniforms per
+    /// sample, see `draws`), e.g. a tape recorded from another implementation.
+    pub fn apply_from(&self, images: Tensor<4>, noise: &mut dyn Noise) -> Tensor<4> {
+        let [batch, ..] = images.dims();
+        let draws = self.draws(batch, noise);
         if *self == Self::none() {
             return images;
         }
@@ -75,7 +92,7 @@ impl Augment {
         // Output pixel (i, j) of sample b reads padded pixel (dy + i, dx + j'), j' = j or its
         // mirror W - 1 - j: flipping the crop is the same as reading it mirrored.
         let mut index = Vec::with_capacity(batch * height * width);
-        for draw in self.draws(batch, seed) {
+        for draw in draws {
             for i in 0..height {
                 for j in 0..width {
                     let col = if draw.flip { width - 1 - j } else { j };
@@ -132,7 +149,7 @@ mod tests {
         let x = ramp(batch, side);
         let input = values(x.clone());
         let out = values(aug.apply(x, 3));
-        let draws = aug.draws(batch, 3);
+        let draws = aug.draws(batch, &mut rng(3));
         assert!(draws.iter().any(|d| d.flip) && draws.iter().any(|d| !d.flip));
         for (b, d) in draws.iter().enumerate() {
             for c in 0..2 {
@@ -153,6 +170,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn draws_map_uniforms_to_offsets_and_flips() {
+        // Padding 2: five offsets, each a fifth of [0, 1); a flip below one half.
+        let aug = Augment {
+            padding: 2,
+            flip: true,
+        };
+        let mut tape = ferd_core::random::Replay::new(vec![0.0, 0.999, 0.1, 0.5, 0.39, 0.5]);
+        let draws = aug.draws(2, &mut tape);
+        assert_eq!(
+            draws,
+            vec![
+                Draw {
+                    dy: 0,
+                    dx: 4,
+                    flip: true
+                },
+                Draw {
+                    dy: 2,
+                    dx: 1,
+                    flip: false
+                }
+            ]
+        );
+        let mut tape = ferd_core::random::Replay::new(vec![0.5, 0.5, 0.1]);
+        let no_flip = Augment { flip: false, ..aug }.draws(1, &mut tape);
+        assert!(!no_flip[0].flip);
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //!    reported and never used for any decision (data-free: the kept model is the last one).
 //!
 //! Everything needed to continue is checkpointed after every epoch (student and optimizer, bank,
-//! next class distribution; every draw derives from the seed and the position), so a resumed
-//! CPU run equals an uninterrupted one bit for bit.
+//! next class distribution; every draw derives from the seed and its site, [`crate::draws`]),
+//! so a resumed CPU run equals an uninterrupted one bit for bit.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::bank::Bank;
 use crate::checkpoint::{restore_trainable, save_trainable};
 use crate::config::FerdConfig;
+use crate::draws::{Draws, Seeded, Site};
 use crate::error::{DistillError, Result, io_error};
 use crate::events::{Event, Observer};
 use crate::fragility::fragility;
@@ -103,15 +104,9 @@ pub struct Distilled<S> {
     pub history: Vec<EpochRecord>,
 }
 
-/// Purposes of an epoch's random draws (the last coordinate given to [`mix`]).
-mod draw {
-    pub const SYNTHESIS: u64 = 0;
-    pub const FRAGILITY: u64 = 1;
-    pub const BANK: u64 = 2;
-    pub const AUGMENT: u64 = 3;
-    pub const UTAE: u64 = 4;
-    pub const EVALUATION: u64 = 5;
-}
+/// The purpose coordinate of the evaluation attack's seed (not a draw of the method: the
+/// method's draws are [`Draws`]').
+const EVALUATION_PURPOSE: u64 = 5;
 
 /// Distills `student` (a fresh training module built on `options.device`'s autodiff twin) from
 /// `teacher`, data-free, writing the run folder `options.dir`:
@@ -160,6 +155,29 @@ where
     T: Classifier + Module,
     S: Classifier + Module + ModuleSnapshot,
 {
+    let mut draws = Seeded::new(config.seed);
+    distill_with(
+        teacher, student, config, test, options, &mut draws, observer,
+    )
+}
+
+/// [`distill`] with the method's random draws taken from `draws` instead of the config's seed:
+/// a [`Recorded`](crate::draws::Recorded) recording replays another implementation's draws
+/// (the lockstep comparison with the official code). Resuming is only exact with draws that
+/// depend on their site alone, as [`Seeded`]'s.
+pub fn distill_with<T, S>(
+    teacher: &T,
+    student: S,
+    config: &FerdConfig,
+    test: Option<&ImageDataset>,
+    options: &RunOptions,
+    draws: &mut dyn Draws,
+    observer: &mut dyn Observer<Event>,
+) -> Result<Distilled<S>>
+where
+    T: Classifier + Module,
+    S: Classifier + Module + ModuleSnapshot,
+{
     config.check()?;
     let teacher = teacher.valid();
     check_fit(&teacher, &student, config, test, &options.device)?;
@@ -180,6 +198,7 @@ where
         config,
         test,
         device: options.device.clone(),
+        draws,
     };
     let history = run(&mut job, config, config.epochs, options, observer)?;
     let student = job.student.take().expect("the job holds its student");
@@ -258,6 +277,7 @@ struct FerdJob<'a, T, S> {
     config: &'a FerdConfig,
     test: Option<ImageDataset>,
     device: Device,
+    draws: &'a mut dyn Draws,
 }
 
 impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_, T, S> {
@@ -269,17 +289,21 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
     ) -> Result<StepReport> {
         let config = self.config;
         let steps = config.student.steps;
-        let seed = |purpose, step: usize| mix(config.seed, &[epoch as u64, step as u64, purpose]);
-        let batches = self
-            .bank
-            .epoch_batches(config.batch_size, steps, seed(draw::BANK, 0));
+        let batches = self.bank.epoch_batches(
+            config.batch_size,
+            steps,
+            self.draws.noise(epoch, Site::BankOrder).as_mut(),
+        );
         let mut student = self.student.take().expect("the job holds its student");
         let mut sum = StepReport::default();
         for (step, rows) in batches.iter().enumerate() {
             let batch = self.bank.batch(rows, &self.device)?;
-            let x = config
-                .augment
-                .apply(batch.images, seed(draw::AUGMENT, step));
+            let x = config.augment.apply_from(
+                batch.images,
+                self.draws
+                    .noise(epoch, Site::StudentAugment { step })
+                    .as_mut(),
+            );
             let report;
             (student, report) = train_step(
                 student,
@@ -290,9 +314,14 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
                 &config.student,
                 config.threat,
                 lr,
-                seed(draw::UTAE, step),
+                self.draws.noise(epoch, Site::UtaeStart { step }).as_mut(),
             )
             .map_err(|e| e.at(format_args!("student step {step}")))?;
+            observer.event(&Event::StudentStep {
+                epoch,
+                step,
+                report: report.clone(),
+            });
             sum.loss += report.loss;
             sum.clean += report.clean;
             sum.adv += report.adv;
@@ -355,7 +384,7 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
             &self.device,
             &EvalConfig {
                 batch_size: config.evaluation.batch_size,
-                seed: mix(config.seed, &[epoch as u64, 0, draw::EVALUATION]),
+                seed: mix(config.seed, &[epoch as u64, 0, EVALUATION_PURPOSE]),
                 state: None,
             },
             &mut |e: &EvalEvent| {
@@ -405,9 +434,15 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> Job for Fe
             &frozen_student,
             &distribution,
             config,
-            mix(config.seed, &[epoch as u64, 0, draw::SYNTHESIS]),
+            &mut *self.draws,
+            epoch,
             &self.device,
             &mut |step, terms| {
+                observer.event(&Event::SynthesisStep {
+                    epoch,
+                    step,
+                    terms: *terms,
+                });
                 observer.event(&Event::Progress {
                     epoch,
                     phase: "synthesis",
@@ -443,7 +478,7 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> Job for Fe
             config.num_classes,
             config.threat,
             config.reweighting.pgd_steps,
-            mix(config.seed, &[epoch as u64, 0, draw::FRAGILITY]),
+            self.draws.noise(epoch, Site::FragilityStart).as_mut(),
         )?;
         self.next.distribution = config.reweighting.strategy.class_distribution(&fragility)?;
         seconds.fragility = clock.elapsed().as_secs_f64();

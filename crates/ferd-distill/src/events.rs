@@ -4,6 +4,9 @@
 
 use serde::Serialize;
 
+use crate::student::StepReport;
+use crate::synthesis::LossTerms;
+
 /// The receiver of a run's [`Event`]s (`Observer<Event>`; `()` ignores them, a closure over
 /// `&Event` draws them).
 pub use ferd_core::Observer;
@@ -32,6 +35,24 @@ pub enum Event {
         total: usize,
         /// A short status, e.g. the running loss.
         status: String,
+    },
+    /// A synthesis step ended, with its loss terms.
+    SynthesisStep {
+        /// The epoch (0-based).
+        epoch: usize,
+        /// The step (0-based).
+        step: usize,
+        /// The step's generator loss terms.
+        terms: LossTerms,
+    },
+    /// A student step ended, with what it measured.
+    StudentStep {
+        /// The epoch (0-based).
+        epoch: usize,
+        /// The step (0-based).
+        step: usize,
+        /// The step's losses and UTAE predictions.
+        report: StepReport,
     },
     /// An epoch ended; `summary` is a one-line digest of its metrics (the metrics themselves go
     /// to `metrics.jsonl`).

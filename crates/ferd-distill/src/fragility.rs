@@ -10,8 +10,9 @@
 
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
-use ferd_attacks::{Attack, Pgd};
+use ferd_attacks::Pgd;
 use ferd_core::losses::margin;
+use ferd_core::random::Noise;
 use ferd_core::reweighting::class_fragility;
 use ferd_models::Classifier;
 
@@ -19,8 +20,9 @@ use crate::config::Threat;
 use crate::error::Result;
 
 /// Per-class fragility `D_c` of `teacher` (frozen here) on `images` (plain, in `[0, 1]`) with
-/// `labels`: PGD-`steps` (uniform random start, cross-entropy) within `threat`, then the mean
-/// of `-margin` over each class's samples (0 for a class without samples).
+/// `labels`: PGD-`steps` (uniform random start drawn from `start`, cross-entropy) within
+/// `threat`, then the mean of `-margin` over each class's samples (0 for a class without
+/// samples, as the official code's `torch.where(class_fooled_count > 0, ..., 0)`).
 pub fn fragility<T: Classifier + Module>(
     teacher: &T,
     images: &Tensor<4>,
@@ -28,7 +30,7 @@ pub fn fragility<T: Classifier + Module>(
     classes: usize,
     threat: Threat,
     steps: usize,
-    seed: u64,
+    start: &mut dyn Noise,
 ) -> Result<Vec<f64>> {
     let teacher = teacher.valid();
     let device = images.device();
@@ -37,11 +39,11 @@ pub fn fragility<T: Classifier + Module>(
         &device,
     );
     let model = |x: Tensor<4>| teacher.forward(x);
-    let adv = Pgd::new(threat.eps, threat.alpha, steps).perturb(
+    let adv = Pgd::new(threat.eps, threat.alpha, steps).perturb_from(
         &model,
         images.clone(),
         label_tensor.clone(),
-        seed,
+        start,
     )?;
     let margins = margin(teacher.forward(adv), label_tensor)?
         .try_to_vec_as::<f32>()

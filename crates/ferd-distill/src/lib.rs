@@ -9,7 +9,8 @@
 //! - [`bank`]: the growing sample bank;
 //! - [`uniform_target`]: Uniform-Target Adversarial Examples;
 //! - [`student`]: the student loss and step;
-//! - [`distill`](distill()): the loop, with [`FerdConfig`] and its [`presets`].
+//! - [`distill`](distill()): the loop, with [`FerdConfig`] and its [`presets`];
+//! - [`draws`]: every random draw of a run, seeded or replayed from a recording.
 //!
 //! Teachers: [`teacher`] (standard training, PGD-AT, TRADES, fast AT) and its recipes
 //! ([`teacher_presets`]). Both run on the shared
@@ -20,6 +21,7 @@ pub mod bank;
 pub mod checkpoint;
 pub mod config;
 pub mod distill;
+pub mod draws;
 pub mod error;
 pub mod events;
 pub mod fairness_aware;
@@ -35,7 +37,7 @@ pub mod teacher_presets;
 pub mod uniform_target;
 
 pub use config::FerdConfig;
-pub use distill::{Distilled, EpochRecord, Evaluation, distill};
+pub use distill::{Distilled, EpochRecord, Evaluation, distill, distill_with};
 pub use error::DistillError;
 pub use events::{Event, Observer};
 pub use presets::{Budget, Method as FerdMethod};

@@ -10,6 +10,11 @@
 //! | `no-fae` | softmax | 0 | 0.3 | teacher softmax / 100 |
 //! | `no-utae` | softmax | 5 | 0 | teacher softmax / 100 |
 //! | `no-fae-utae` | softmax | 0 | 0 | teacher softmax / 100 |
+//!
+//! `ferd-official-code` also takes the official augmentation (crops with padding 4 and flips,
+//! on every budget), and is checked against the official code itself in lockstep
+//! (`tests/lockstep.rs`). Every budget steps its attacks by `eps / 4`, the paper's and the
+//! official code's ratio.
 
 use std::fmt;
 use std::str::FromStr;
@@ -104,12 +109,20 @@ impl Method {
                 PAPER_GAMMA,
                 paper_ikl,
             ),
-            Self::FerdOfficialCode => (
-                ReweightStrategy::official_minmax(),
-                PAPER_W_UNI,
-                0.0,
-                StudentIkl::ClassPrior,
-            ),
+            Self::FerdOfficialCode => {
+                // The official augmentation (test.py `std_aug`, IBD_module_cmi.py's global
+                // view): crops with padding 4 and flips, whatever the data.
+                config.augment = Augment {
+                    padding: 4,
+                    flip: true,
+                };
+                (
+                    ReweightStrategy::official_minmax(),
+                    PAPER_W_UNI,
+                    0.0,
+                    StudentIkl::ClassPrior,
+                )
+            }
             Self::DfrdUniform => (ReweightStrategy::Uniform, 0.0, 0.0, paper_ikl),
             Self::NoReweighting => (
                 ReweightStrategy::Uniform,
@@ -156,6 +169,13 @@ impl Budget {
 /// steadily (to 3.1 and 3.4 by epoch 10) with predictions spread (normalized entropy 0.79);
 /// 0.01 is the larger of the two stable rates.
 const STUDY_STUDENT_LR: f64 = 0.01;
+
+/// The radius on Fashion-MNIST.
+const FMNIST_EPS: f32 = 0.1;
+/// `eps / alpha` of every attack inside FERD (UTAE, fragility PGD) and of its evaluation:
+/// 8/255 and 2/255 in the paper's setting and in the official code (`query_sample.py`,
+/// `generate_adv` and `pgd_attack`).
+const EPS_PER_STEP: f32 = 4.0;
 
 /// `w_uni` of the paper (spec section 2).
 const PAPER_W_UNI: f32 = 5.0;
@@ -255,8 +275,8 @@ impl FerdConfig {
                 side: 28,
             };
             c.threat = Threat {
-                eps: 0.1,
-                alpha: 0.01,
+                eps: FMNIST_EPS,
+                alpha: FMNIST_EPS / EPS_PER_STEP,
             };
             // As the bundled teacher was trained: crops with padding 2, no flips.
             c.augment = Augment {
@@ -394,6 +414,15 @@ mod tests {
             FerdConfig::preset(Budget::Cifar10Paper, Method::Ferd),
             FerdConfig::paper()
         );
+        // The official augmentation on every budget; the official step ratio everywhere.
+        for budget in Budget::ALL {
+            let c = FerdConfig::preset(budget, Method::FerdOfficialCode);
+            assert_eq!((c.augment.padding, c.augment.flip), (4, true));
+            assert!(
+                (c.threat.eps / c.threat.alpha - 4.0).abs() < 1e-6,
+                "{budget}"
+            );
+        }
     }
 
     #[test]

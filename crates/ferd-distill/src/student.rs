@@ -14,6 +14,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor};
 use ferd_attacks::Frozen;
 use ferd_core::losses::ikl;
+use ferd_core::random::Noise;
 use ferd_models::Classifier;
 use serde::{Deserialize, Serialize};
 
@@ -82,7 +83,8 @@ fn class_counts(predicted: Tensor<2, Int>, classes: usize) -> Tensor<1> {
 }
 
 /// One training step of `student` (a training module on an autodiff device) on augmented
-/// images `x` (plain) with `labels`, against the frozen `teacher`, at learning rate `lr`.
+/// images `x` (plain) with `labels`, against the frozen `teacher`, at learning rate `lr`; the
+/// UTAE start draws from `utae_start`.
 ///
 /// The step reads back from the device once, after the SGD step is queued. A non-finite loss is
 /// then a [`DistillError::NonFinite`]: the stepped student is dropped, but `optim`'s state has
@@ -97,7 +99,7 @@ pub fn train_step<S, T>(
     config: &StudentConfig,
     threat: Threat,
     lr: f64,
-    seed: u64,
+    utae_start: &mut dyn Noise,
 ) -> Result<(S, StepReport)>
 where
     S: Classifier + Module,
@@ -106,14 +108,14 @@ where
     // A plain input: the teacher runs in inference mode whatever its training flag.
     let teacher_logits = teacher.forward(x.clone().without_autodiff());
     let clean_logits = student.forward(x.clone().autodiff());
-    let x_adv = uniform_target::perturb(
+    let x_adv = uniform_target::perturb_from(
         &Frozen::new(&student),
         x,
         labels.clone(),
         teacher_logits.clone(),
         threat,
         &config.utae,
-        seed,
+        utae_start,
     )?;
     let adv_logits = student.forward(x_adv.autodiff());
     let [_, classes] = teacher_logits.dims();

@@ -14,13 +14,14 @@ use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ferd_core::losses::{IklWeights, cross_entropy, ikl};
-use ferd_core::random::{Noise, mix, normal, rng};
-use ferd_core::reweighting::sample_labels;
+use ferd_core::random::{Noise, normal};
+use ferd_core::reweighting::sample_labels_from;
 use ferd_models::generator::{Generator, GeneratorConfig};
 use ferd_models::{BnStats, Classifier, Tap};
 use serde::{Deserialize, Serialize};
 
 use crate::config::FerdConfig;
+use crate::draws::{Draws, Site};
 use crate::error::{DistillError, Result};
 use crate::fairness_aware::non_robust;
 use crate::optim::adam;
@@ -170,25 +171,19 @@ impl Round {
     }
 }
 
-/// Purposes of a round's random draws (the last coordinate given to [`mix`]).
-mod draw {
-    pub const LABELS: u64 = 0;
-    pub const GENERATOR: u64 = 1;
-    pub const LATENT: u64 = 2;
-    pub const AUGMENT: u64 = 3;
-    pub const FAIRNESS: u64 = 4;
-}
-
-/// Runs one synthesis round with labels drawn from `distribution`. `teacher` and `student` are
-/// frozen here (`valid()`: their BatchNorm layers must not move on synthetic images); `device`
-/// is the plain device (the generator trains on its autodiff twin). Every draw derives from
-/// `seed`. `on_step(step, terms)` is called after every step.
+/// Runs the synthesis round of `epoch` with labels drawn from `distribution`. `teacher` and
+/// `student` are frozen here (`valid()`: their BatchNorm layers must not move on synthetic
+/// images); `device` is the plain device (the generator trains on its autodiff twin). Every
+/// random draw comes from `draws` (`Seeded` in a run). `on_step(step, terms)` is called after
+/// every step.
+#[allow(clippy::too_many_arguments)]
 pub fn synthesize<T: Classifier + Module, S: Classifier + Module>(
     teacher: &T,
     student: &S,
     distribution: &[f64],
     config: &FerdConfig,
-    seed: u64,
+    draws: &mut dyn Draws,
+    epoch: usize,
     device: &Device,
     on_step: &mut dyn FnMut(usize, &LossTerms),
 ) -> Result<Round> {
@@ -196,20 +191,24 @@ pub fn synthesize<T: Classifier + Module, S: Classifier + Module>(
     let synthesis = &config.synthesis;
     let batch = config.batch_size;
     let ad = device.clone().autodiff();
-    let labels = sample_labels(distribution, batch, mix(seed, &[draw::LABELS]))?;
+    let labels = sample_labels_from(
+        distribution,
+        batch,
+        draws.noise(epoch, Site::Labels).as_mut(),
+    )?;
     let label_tensor: Tensor<1, Int> = Tensor::from_data(
         TensorData::new(labels.iter().map(|&y| y as i64).collect(), [batch]),
         &ad,
     );
-    let mut generator: Generator = GeneratorConfig::new()
+    let generator_config = GeneratorConfig::new()
         .with_latent(config.generator.latent)
         .with_ngf(config.generator.ngf)
         .with_image_side(config.image.side)
-        .with_channels(config.image.channels)
-        .init(&ad, mix(seed, &[draw::GENERATOR]));
+        .with_channels(config.image.channels);
+    let mut generator: Generator = draws.generator(epoch, &generator_config, &ad)?;
     let mut latent = Latent {
         z: Param::from_tensor(normal(
-            &mut rng(mix(seed, &[draw::LATENT])),
+            draws.noise(epoch, Site::Latent).as_mut(),
             [batch, config.generator.latent],
             0.0,
             1.0,
@@ -224,16 +223,18 @@ pub fn synthesize<T: Classifier + Module, S: Classifier + Module>(
     let mut best: Option<(f64, usize, Tensor<4>)> = None;
     let mut last_augmented = None;
     for step in 0..synthesis.steps {
-        let at = |purpose| mix(seed, &[step as u64 + 1, purpose]);
         let x = generator.forward(latent.z.val());
-        let augmented = config.augment.apply(x.clone(), at(draw::AUGMENT));
+        let augmented = config.augment.apply_from(
+            x.clone(),
+            draws.noise(epoch, Site::SynthesisAugment { step }).as_mut(),
+        );
         let loss = step_loss(
             teacher,
             student,
             augmented.clone(),
             &label_tensor,
             config,
-            &mut rng(at(draw::FAIRNESS)),
+            draws.noise(epoch, Site::Bottleneck { step }).as_mut(),
         )?;
         // The step is queued whole before its terms are read (the one read-back of the step):
         // a non-finite loss still ends the round, and the images kept are this step's `x`.

@@ -4,7 +4,8 @@
 //! loop, projection and stepping are `ferd_attacks::Pgd`'s.
 
 use burn::tensor::{Int, Tensor};
-use ferd_attacks::{Attack, Model, Objective, Pgd, Start};
+use ferd_attacks::{Model, Objective, Pgd, Start};
+use ferd_core::random::Noise;
 
 use crate::config::{Threat, UtaeConfig};
 use crate::error::Result;
@@ -21,8 +22,8 @@ pub fn attack(threat: Threat, config: &UtaeConfig, teacher_logits: Tensor<2>) ->
         })
 }
 
-/// UTAEs of the frozen `student` around `x` (plain, in `[0, 1]`). The labels only serve the
-/// batch checks: the objective does not use them.
+/// UTAEs of the frozen `student` around `x` (plain, in `[0, 1]`), the start drawn from `seed`.
+/// The labels only serve the batch checks: the objective does not use them.
 pub fn perturb(
     student: &dyn Model,
     x: Tensor<4>,
@@ -32,5 +33,19 @@ pub fn perturb(
     config: &UtaeConfig,
     seed: u64,
 ) -> Result<Tensor<4>> {
-    Ok(attack(threat, config, teacher_logits).perturb(student, x, labels, seed)?)
+    let start = &mut ferd_core::random::rng(seed);
+    perturb_from(student, x, labels, teacher_logits, threat, config, start)
+}
+
+/// [`perturb`] with the start's standard normals drawn from `noise` (one per pixel).
+pub fn perturb_from(
+    student: &dyn Model,
+    x: Tensor<4>,
+    labels: Tensor<1, Int>,
+    teacher_logits: Tensor<2>,
+    threat: Threat,
+    config: &UtaeConfig,
+    noise: &mut dyn Noise,
+) -> Result<Tensor<4>> {
+    Ok(attack(threat, config, teacher_logits).perturb_from(student, x, labels, noise)?)
 }

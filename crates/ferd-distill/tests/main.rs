@@ -5,4 +5,5 @@ mod backend_agreement;
 mod common;
 mod golden;
 mod kill;
+mod lockstep;
 mod teacher;
