@@ -31,16 +31,16 @@ import json
 import os
 import pathlib
 import sys
-import tempfile
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "golden"))
 from model_fixtures import randomize_bn  # noqa: E402  (the golden fixtures' BN statistics)
+import official as peer  # noqa: E402  (tools/peer/official.py)
+from official import SmallCnn, Terms, ferd_names, rng_copy  # noqa: E402
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/ferd-distill/tests/fixtures/lockstep"
 B, NZ, NGF, SIDE, CLASSES = 8, 16, 8, 28, 10
@@ -48,55 +48,6 @@ EPOCHS, N_G, N_S, WARMUP = 2, 3, 3, 0
 LR_S, LR_G, LR_Z = 0.1, 2e-3, 0.015
 TEACHER_WIDTH, STUDENT_WIDTH, PADDING = 4, 2, 4
 FEATURE_GAIN, CONTRAST = 3.3, 20.0
-
-
-class SmallCnn(nn.Module):
-    """ferd's small CNN (ferd_models::small_cnn), split after the second pooling. P2: the
-    official teacher's `pop` / `intermediate_propagate` interface, on a model ferd also has."""
-
-    def __init__(self, w):
-        super().__init__()
-        convs = []
-        for cin, cout in [(1, w), (w, w), (w, 2 * w), (2 * w, 2 * w)]:
-            convs.append(nn.ModuleDict({"conv": nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                                        "bn": nn.BatchNorm2d(cout)}))
-        self.convs = nn.ModuleList(convs)
-        self.fc1 = nn.Linear(2 * w * 7 * 7, 8 * w)
-        self.fc2 = nn.Linear(8 * w, CLASSES)
-
-    def features(self, x):
-        if x.shape[1:] == (3, 32, 32):
-            # P3: Train_Gen_Module's constructor probes the teacher with one 3x32x32 image to size
-            # an unused memory bank (CMI); answered on a 28x28 one-channel crop of it.
-            x = x[:, :1, 2:30, 2:30]
-        for i, layer in enumerate(self.convs):
-            x = F.relu(layer["bn"](layer["conv"](x)))
-            if i % 2 == 1:
-                x = F.max_pool2d(x, 2)
-        return x
-
-    def head(self, z):
-        return self.fc2(F.relu(self.fc1(z.flatten(1))))
-
-    def forward(self, x, pop=None, intermediate_propagate=None):
-        if intermediate_propagate is not None:
-            return self.head(x)
-        z = self.features(x)
-        return z if pop is not None else self.head(z)
-
-
-def ferd_names(state):
-    """SmallCnn's keys as ferd's PyTorch definition names them (`convs.0.conv.weight`, ...)."""
-    return {k: v.detach().clone().contiguous() for k, v in state.items()
-            if not k.endswith("num_batches_tracked")}
-
-
-def rng_copy():
-    """A generator in the global CPU generator's current state: drawing from it gives the
-    numbers the official code's next global draw will give."""
-    g = torch.Generator()
-    g.set_state(torch.get_rng_state())
-    return g
 
 
 class Recorder:
@@ -137,27 +88,14 @@ def main():
     cli = parser.parse_args()
     if cli.threads:
         torch.set_num_threads(cli.threads)
-    official = os.environ.get("FERD_OFFICIAL_DIR")
-    if not official or not (pathlib.Path(official) / "IBD_module_cmi.py").is_file():
-        sys.exit("set FERD_OFFICIAL_DIR to a snapshot of mayaobuduyao/FERD (tools/peer/README.md)")
-    sys.path.insert(0, official)
-    if not torch.cuda.is_available():
-        torch.Tensor.cuda = lambda self, *a, **k: self  # P1: `.cuda()` in models/IFP.py, on CPU
-    runs = tempfile.mkdtemp(prefix="ferd-official-")
-    sys.argv = ["test.py", "--data", "CIFAR10", "--result_dir", runs, "--experiment_name", "lockstep",
-                "--batch_size", str(B), "--epochs", str(EPOCHS), "--N_G", str(N_G), "--N_S", str(N_S),
-                "--warmup", str(WARMUP), "--lr", str(LR_S), "--lr_G", str(LR_G), "--lr_z", str(LR_Z),
-                "--gen_dim_z", str(NZ), "--seed", "0"]
-    import test as official_test  # parses sys.argv, seeds torch with 0
-    import IBD_module_cmi as ibd
-    import models as official_models
-    import query_sample
-    from kornia import augmentation
-    from models.IFP import InformativeFeaturePackage as Ifp
-
+    official = peer.load(["--batch_size", str(B), "--epochs", str(EPOCHS), "--N_G", str(N_G),
+                          "--N_S", str(N_S), "--warmup", str(WARMUP), "--lr", str(LR_S),
+                          "--lr_G", str(LR_G), "--lr_z", str(LR_Z), "--gen_dim_z", str(NZ),
+                          "--seed", "0"])
+    official_test, ibd, Ifp = official.test, official.ibd, official.Ifp
     gen = torch.Generator().manual_seed(1234)
     teacher, student = SmallCnn(TEACHER_WIDTH), SmallCnn(STUDENT_WIDTH)
-    generator = official_models.Generator(nz=NZ, ngf=NGF, img_size=SIDE, nc=1)
+    generator = official.models.Generator(nz=NZ, ngf=NGF, img_size=SIDE, nc=1)
     randomize_bn(teacher, gen)
     randomize_bn(student, gen)
     with torch.no_grad():  # features with spread, so that the bottleneck's mask is mixed
@@ -167,16 +105,7 @@ def main():
     rec = Recorder()
 
     helper = ibd.Train_Gen_Module(args, teacher, student, generator)
-    # P4: the official augmentations are built for 32x32 CIFAR; the same ones at 28x28.
-    helper.aug = ibd.MultiTransform([
-        nn.Sequential(augmentation.RandomCrop(size=[SIDE, SIDE], padding=PADDING),
-                      augmentation.RandomHorizontalFlip()),
-        nn.Sequential(augmentation.RandomResizedCrop(size=[SIDE, SIDE], scale=[0.25, 1.0]),
-                      augmentation.RandomHorizontalFlip()),
-    ])
-    student_aug = augmentation.container.ImageSequential(
-        augmentation.RandomCrop(size=[SIDE, SIDE], padding=PADDING),
-        augmentation.RandomHorizontalFlip())
+    helper.aug, student_aug = peer.augmentations(official, SIDE, PADDING)
 
     # --- recording wrappers (no change to what the official code computes) ---
     original_train = ibd.Train_Gen_Module.train
@@ -238,25 +167,9 @@ def main():
 
     Ifp.sample_robust_and_non_robust_latent = robust_mask
 
-    class Terms:
-        """The official loss functions, recording what they return at each synthesis step."""
-
-        def __init__(self, module, names):
-            self.module, self.names = module, names
-
-        def __getattr__(self, name):
-            fn = getattr(self.module, name)
-            if name not in self.names:
-                return fn
-
-            def wrapped(*a, **k):
-                value = fn(*a, **k)
-                rec.values.setdefault(f"e{rec.epoch}.{self.names[name]}", []).append(value.item())
-                return value
-            return wrapped
-
-    ibd.L = Terms(ibd.L, {"dkl_loss": "g.ikl", "KT_loss_student": "g.uni"})
-    ibd.F = Terms(ibd.F, {"cross_entropy": "g.oh"})
+    epoch_prefix = lambda: f"e{rec.epoch}."  # noqa: E731
+    ibd.L = Terms(ibd.L, {"dkl_loss": "g.ikl", "KT_loss_student": "g.uni"}, rec.values, epoch_prefix)
+    ibd.F = Terms(ibd.F, {"cross_entropy": "g.oh"}, rec.values, epoch_prefix)
     original_head_step = helper.optimizer_head.step
 
     def head_step(*a, **k):  # called right after the generator's Adam step
@@ -266,18 +179,13 @@ def main():
 
     helper.optimizer_head.step = head_step
 
-    def fragility_pgd(model, images, labels, true_labels):
+    def fragility_start(start, images):
         eps = 8 / 255
-        start = torch.empty_like(images).uniform_(-eps, eps, generator=rng_copy())
         rec.put(rec.tape, f"e{rec.epoch}.fragility", ((start + eps) / (2 * eps)).clamp(0, 1))
         rec.put(rec.values, f"e{rec.epoch}.fragility_images", images)
-        # P5: the released call passes (teacher logits, labels) where (labels, eps) belong, and
-        # cannot run (tools/peer/README.md); called with the true labels and its default eps.
-        x_adv = query_sample.pgd_attack(model, images, true_labels)
-        model.eval()  # P6: pgd_attack leaves the teacher in training mode; ferd keeps it frozen
-        return x_adv
 
-    ibd.pgd_attack = lambda model, images, logits, labels: fragility_pgd(model, images, logits, labels)
+    # The official eps, step and steps (query_sample.py:92).
+    ibd.pgd_attack = peer.fragility_pgd(official, 8 / 255, 2 / 255, 20, fragility_start)
 
     original_getitem = official_test.SyntheticDataset.__getitem__
     bank_log = []
@@ -304,13 +212,10 @@ def main():
         return x_adv
 
     official_test.generate_adv = generate_adv
-    official_test.L = Terms(official_test.L, {"dkl_loss": "s.ikl"})
+    official_test.L = Terms(official_test.L, {"dkl_loss": "s.ikl"}, rec.values, epoch_prefix)
 
     # --- the epoch loop of test.py's main ---
-    source = (pathlib.Path(official) / "test.py").read_text()
-    start = source.index("        min_val = labels_loss.min()")
-    end = source.index("        logger.info(\"Epoch %d\", epoch)")
-    reweighting = compile("\n".join(line[8:] for line in source[start:end].splitlines()), "test.py", "exec")
+    reweighting = peer.reweighting(official)
 
     optimizer_s = torch.optim.SGD(student.parameters(), lr=args.lr, weight_decay=args.weight_decay,
                                   momentum=args.momentum)
