@@ -9,7 +9,7 @@
 #
 # Resumable: a run whose eval.json exists is skipped, a ferd run continues from its checkpoint.
 # SET="epochs=2 synthesis.steps=3" changes the setting of both sides (a smoke test).
-# About 5 minutes per ferd run and 10 per official run on 2 cores (the official code computes,
+# About 4 minutes per run on each side on 2 cores (the official code also computes,
 # and throws away, a second augmented view per synthesis step).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

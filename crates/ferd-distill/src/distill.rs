@@ -104,8 +104,8 @@ pub struct Distilled<S> {
     pub history: Vec<EpochRecord>,
 }
 
-/// The purpose coordinate of the evaluation attack's seed (not a draw of the method: the
-/// method's draws are [`Draws`]').
+/// The purpose coordinate of the evaluation attack's seed. The evaluation is not part of the
+/// method, whose draws come from [`Draws`].
 const EVALUATION_PURPOSE: u64 = 5;
 
 /// Distills `student` (a fresh training module built on `options.device`'s autodiff twin) from
