@@ -7,7 +7,9 @@ Per epoch, the mean over seeds of each side's teacher agreement on the kept imag
 synthesis terms and the label distribution (its smallest and largest class share); at the end,
 clean and PGD-20 accuracy on the same 1,000 balanced test images (average, worst class, NSD),
 every student evaluated by the same `ferd evaluate`: each side's mean with its 95% interval
-(Student's t over the seeds), and whether ferd's mean lies inside the official code's interval.
+(Student's t over the seeds), whether ferd's mean lies inside the official code's interval, and
+Welch's two-sample t-test of the difference (which, unlike the interval, counts ferd's own
+spread).
 """
 import json
 import math
@@ -15,8 +17,10 @@ import pathlib
 import statistics
 import sys
 
-# Two-sided 95% quantiles of Student's t for 1..9 degrees of freedom.
-T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262]
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+       2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060,
+       2.056, 2.052, 2.048, 2.045, 2.042]
 SIDES = [("ferd", "ferd"), ("official", "official code")]
 
 
@@ -25,6 +29,16 @@ def interval(values):
     if len(values) < 2:
         return mean, float("nan")
     return mean, T95[len(values) - 2] * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def welch(a, b):
+    """Welch's t of the difference of the means and its degrees of freedom (Satterthwaite)."""
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return float("inf") if statistics.fmean(a) != statistics.fmean(b) else 0.0, len(a) + len(b) - 2
+    t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return t, df
 
 
 def runs(out, side):
@@ -65,17 +79,22 @@ def main():
             print(f"| {e + 1} | {label} | {100 * mean(lambda r: r['teacher_agreement']):.1f}% | "
                   + " | ".join(f"{t:.3f}" for t in terms) + f" | {p_min:.3f} / {p_max:.3f} |")
     print("\nFinal student, 1,000 balanced test images (mean ± 95% interval over seeds):\n")
-    print("| figure | ferd | official code | ferd's mean inside the official interval |")
-    print("|---|---|---|---|")
+    print("| figure | ferd | official code | ferd's mean inside the official interval "
+          "| Welch's t (df): different at 5%? |")
+    print("|---|---|---|---|---|")
     values = {side: [finals(r) for r in found[side]] for side, _ in SIDES}
     for key in values["ferd"][0]:
         if any(v[key] is None for s, _ in SIDES for v in values[s]):
-            print(f"| {key} | — | — | undefined for a student at 0% |")
+            print(f"| {key} | — | — | undefined for a student at 0% | — |")
             continue
         (fm, fh), (om, oh) = (interval([v[key] for v in values[s]]) for s, _ in SIDES)
         digits = 3 if "NSD" in key else 1
         inside = "yes" if abs(fm - om) <= oh else "**no**"
-        print(f"| {key} | {fm:.{digits}f} ± {fh:.{digits}f} | {om:.{digits}f} ± {oh:.{digits}f} | {inside} |")
+        t, df = welch(*([v[key] for v in values[s]] for s, _ in SIDES))
+        quantile = T95[min(max(int(df), 1), len(T95)) - 1]  # df rounded down: conservative
+        different = "**yes**" if abs(t) > quantile else "no"
+        print(f"| {key} | {fm:.{digits}f} ± {fh:.{digits}f} | {om:.{digits}f} ± {oh:.{digits}f} "
+              f"| {inside} | {t:.2f} ({df:.1f}): {different} |")
 
 
 if __name__ == "__main__":
