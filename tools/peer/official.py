@@ -165,3 +165,16 @@ class Terms:
             self.table.setdefault(self.prefix() + self.names[name], []).append(value.item())
             return value
         return wrapped
+
+
+def record_bn(helper, table, key):
+    """Records `L_bn` (the sum of the teacher's DeepInversion hooks) at every synthesis step of
+    `helper` (a `Train_Gen_Module`) under `key()` in `table`: read when the unused head's
+    optimizer steps, right after the generator's Adam step (`IBD_module_cmi.py:224-225`)."""
+    head_step = helper.optimizer_head.step
+
+    def step(*a, **k):
+        table.setdefault(key(), []).append(sum(h.r_feature for h in helper.t_hooks).item())
+        return head_step(*a, **k)
+
+    helper.optimizer_head.step = step

@@ -170,14 +170,7 @@ def main():
     epoch_prefix = lambda: f"e{rec.epoch}."  # noqa: E731
     ibd.L = Terms(ibd.L, {"dkl_loss": "g.ikl", "KT_loss_student": "g.uni"}, rec.values, epoch_prefix)
     ibd.F = Terms(ibd.F, {"cross_entropy": "g.oh"}, rec.values, epoch_prefix)
-    original_head_step = helper.optimizer_head.step
-
-    def head_step(*a, **k):  # called right after the generator's Adam step
-        rec.values.setdefault(f"e{rec.epoch}.g.bn", []).append(
-            sum(h.r_feature for h in helper.t_hooks).item())
-        return original_head_step(*a, **k)
-
-    helper.optimizer_head.step = head_step
+    peer.record_bn(helper, rec.values, lambda: f"e{rec.epoch}.g.bn")
 
     def fragility_start(start, images):
         eps = 8 / 255

@@ -100,13 +100,7 @@ def main():
     terms = {}
     ibd.L = Terms(ibd.L, {"dkl_loss": "ikl", "KT_loss_student": "uni"}, terms, lambda: "")
     ibd.F = Terms(ibd.F, {"cross_entropy": "oh"}, terms, lambda: "")
-    head_step = helper.optimizer_head.step
-
-    def step_after_generator(*a, **k):  # called right after the generator's Adam step
-        terms.setdefault("bn", []).append(sum(h.r_feature for h in helper.t_hooks).item())
-        return head_step(*a, **k)
-
-    helper.optimizer_head.step = step_after_generator
+    peer.record_bn(helper, terms, lambda: "bn")
     reweighting = peer.reweighting(official)
     optimizer_s = torch.optim.SGD(student.parameters(), lr=args.lr, weight_decay=args.weight_decay,
                                   momentum=args.momentum)
