@@ -1,12 +1,19 @@
 //! Diagnostics of FERD's components from a run's `metrics.jsonl`, for the robust-fairness
 //! study (`docs/results.md`): does reweighting move the synthesized classes towards the classes
 //! the teacher is fragile on, how large is the uniformity loss on non-robust features, and do
-//! Uniform-Target Adversarial Examples spread the classes the attack drives the student to.
+//! Uniform-Target Adversarial Examples spread the classes the attack drives the student to;
+//! and, for the second protocol, the shape of each round: how much of the teacher's features
+//! the information bottleneck calls robust, how many classes the labels still cover, and how
+//! often the teacher agrees with the labels it was asked to synthesize.
 
 use ferd_distill::EpochRecord;
 
 /// How many of the teacher's weakest classes the reweighting diagnostic looks at.
 pub const WEAKEST: usize = 3;
+
+/// A class *holds* a round's labels when it has at least this share of them (the second
+/// protocol's collapse diagnostic; a uniform round over 10 classes gives each 10%).
+pub const HELD_SHARE: f64 = 0.02;
 
 /// The diagnostics of one run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +31,24 @@ pub struct RunDiagnostics {
     /// Mean over epochs of the entropy of the classes the student gave its UTAE examples,
     /// divided by `ln C` (1: evenly spread over the classes, 0: all in one class).
     pub utae_spread: Option<f64>,
+    /// Mean over rounds of the share of the teacher's channels the information bottleneck
+    /// kept as robust (`robust_fraction`); `None` when Fairness-Aware Examples are off.
+    pub robust_share: Option<f64>,
+    /// Mean over rounds of the number of classes holding at least [`HELD_SHARE`] of the labels.
+    pub classes_held: f64,
+    /// The fewest classes holding [`HELD_SHARE`] of the labels in any round.
+    pub fewest_held: usize,
+    /// Mean over rounds of the teacher's agreement with the synthesized labels.
+    pub teacher_agreement: f64,
+}
+
+/// The number of classes with at least [`HELD_SHARE`] of `label_counts`.
+pub fn classes_held(label_counts: &[usize]) -> usize {
+    let total: usize = label_counts.iter().sum();
+    label_counts
+        .iter()
+        .filter(|&&c| total > 0 && c as f64 >= HELD_SHARE * total as f64)
+        .count()
 }
 
 /// The diagnostics of a run's `records` against the teacher's per-class robust accuracy.
@@ -52,12 +77,22 @@ pub fn diagnose(records: &[EpochRecord], teacher_robust: &[f64]) -> Option<RunDi
         .iter()
         .filter_map(|r| normalized_entropy(&r.student.as_ref()?.utae_predictions))
         .collect();
+    let rounds = records.len() as f64;
+    let mean = |value: fn(&EpochRecord) -> f64| records.iter().map(value).sum::<f64>() / rounds;
+    let held: Vec<usize> = records
+        .iter()
+        .map(|r| classes_held(&r.label_counts))
+        .collect();
     Some(RunDiagnostics {
         weakest_mass,
         rank_correlation: spearman(&mass, &error),
         uniformity_loss,
         utae_spread: (!spreads.is_empty())
             .then(|| spreads.iter().sum::<f64>() / spreads.len() as f64),
+        robust_share: uniformity_loss.map(|_| mean(|r| r.synthesis_mean.robust_fraction)),
+        classes_held: held.iter().sum::<usize>() as f64 / rounds,
+        fewest_held: held.iter().copied().min().unwrap_or(0),
+        teacher_agreement: mean(|r| r.teacher_agreement),
     })
 }
 
@@ -132,14 +167,14 @@ mod tests {
 
     #[test]
     fn weakest_mass_and_correlation_from_records() {
-        let record = |epoch: usize, p: [f64; 4], uni: f64, utae: Vec<u64>| {
+        let record = |epoch: usize, p: [f64; 4], uni: f64, utae: Vec<u64>, counts: [usize; 4]| {
             serde_json::from_value::<EpochRecord>(serde_json::json!({
-                "epoch": epoch, "lr": 0.1, "class_distribution": p, "label_counts": [0, 0, 0, 0],
+                "epoch": epoch, "lr": 0.1, "class_distribution": p, "label_counts": counts,
                 "synthesis_mean": {"bn": 0.0, "adv": 0.0, "oh": 0.0, "uni": uni, "total": 0.0,
-                    "robust_fraction": 0.0},
+                    "robust_fraction": uni / 10.0},
                 "synthesis_best": {"bn": 0.0, "adv": 0.0, "oh": 0.0, "uni": 0.0, "total": 0.0,
                     "robust_fraction": 0.0},
-                "teacher_agreement": 1.0, "fragility": [0.0, 0.0, 0.0, 0.0], "bank_size": 8,
+                "teacher_agreement": 0.25 * epoch as f64, "fragility": [0.0, 0.0, 0.0, 0.0], "bank_size": 8,
                 "student": {"loss": 1.0, "clean": 1.0, "adv": 1.0, "utae_predictions": utae},
                 "evaluation": null,
                 "seconds": {"synthesis": 1.0, "fragility": 1.0, "student": 1.0, "evaluation": 0.0}
@@ -149,9 +184,22 @@ mod tests {
         // Robust errors 0.1, 0.5, 0.3, 0.8: the teacher is weakest on classes 3, 1, 2.
         let teacher = [0.9, 0.5, 0.7, 0.2];
         let records = [
-            record(0, [0.25; 4], 2.0, vec![4, 0, 0, 0]),
-            record(1, [0.1, 0.2, 0.3, 0.4], 4.0, vec![1, 1, 1, 1]),
-            record(2, [0.1, 0.4, 0.1, 0.4], 0.0, vec![2, 2, 0, 0]),
+            record(0, [0.25; 4], 2.0, vec![4, 0, 0, 0], [25, 25, 25, 25]),
+            // 2 of 100 labels is exactly the held share; 1 of 100 is not.
+            record(
+                1,
+                [0.1, 0.2, 0.3, 0.4],
+                4.0,
+                vec![1, 1, 1, 1],
+                [2, 1, 47, 50],
+            ),
+            record(
+                2,
+                [0.1, 0.4, 0.1, 0.4],
+                0.0,
+                vec![2, 2, 0, 0],
+                [0, 0, 0, 100],
+            ),
         ];
         let d = diagnose(&records, &teacher).unwrap();
         // Rounds 1 and 2: mean distribution [0.1, 0.3, 0.2, 0.4]; weakest classes 3, 1, 2.
@@ -161,5 +209,10 @@ mod tests {
         assert!((d.uniformity_loss.unwrap() - 2.0).abs() < 1e-12);
         // UTAE spreads: 0, 1 and 0.5: mean 0.5.
         assert!((d.utae_spread.unwrap() - 0.5).abs() < 1e-12);
+        // Robust fractions 0.2, 0.4, 0; classes held 4, 3, 1; agreement 0, 0.25, 0.5.
+        assert!((d.robust_share.unwrap() - 0.2).abs() < 1e-12);
+        assert!((d.classes_held - 8.0 / 3.0).abs() < 1e-12);
+        assert_eq!(d.fewest_held, 1);
+        assert!((d.teacher_agreement - 0.25).abs() < 1e-12);
     }
 }

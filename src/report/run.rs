@@ -10,6 +10,7 @@ use ferd_distill::{EpochMetrics, EpochRecord, FerdConfig, read_metrics};
 
 use crate::images::Grid;
 
+use super::diagnostics::{HELD_SHARE, classes_held};
 use super::svg::{Line, LineChart};
 use super::{Comparison, Entry, ReportError, markdown};
 
@@ -360,9 +361,10 @@ fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
 fn ferd_epochs(out: &mut String, records: &[EpochRecord]) {
     let _ = writeln!(
         out,
-        "## Epochs\n\n| epoch | L_bn | IKL(s,t) | L_oh | L_uni | teacher agrees | p(class) min–max | \
-         bank | student loss | clean | PGD | PGD worst | PGD NSD | seconds |\n\
-         |---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+        "## Epochs\n\n| epoch | L_bn | IKL(s,t) | L_oh | L_uni | robust mask | teacher agrees | \
+         p(class) min–max | classes ≥ {held:.0}% | bank | student loss | clean | PGD | PGD worst | PGD NSD | seconds |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        held = HELD_SHARE * 100.0
     );
     for r in records {
         let s = &r.synthesis_mean;
@@ -376,13 +378,15 @@ fn ferd_epochs(out: &mut String, records: &[EpochRecord]) {
         let seconds = r.seconds.synthesis + r.seconds.fragility + r.seconds.student;
         let _ = writeln!(
             out,
-            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {lo:.3}–{hi:.3} | {} | {} | {} | {} | {} | {} | {seconds:.0} |",
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {lo:.3}–{hi:.3} | {} | {} | {} | {} | {} | {} | {} | {seconds:.0} |",
             r.epoch + 1,
             s.bn,
             -s.adv,
             s.oh,
             s.uni,
+            pct(s.robust_fraction),
             pct(r.teacher_agreement),
+            classes_held(&r.label_counts),
             r.bank_size,
             opt(r.student.as_ref().map(|s| s.loss), |v| format!("{v:.4}")),
             opt(e.map(|e| e.clean.overall), pct),

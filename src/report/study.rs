@@ -15,7 +15,7 @@ use ferd_attacks::EvaluationReport;
 use ferd_core::metrics::ClassWiseAccuracy;
 use ferd_distill::{EpochRecord, read_metrics};
 
-use super::diagnostics::{WEAKEST, diagnose};
+use super::diagnostics::{HELD_SHARE, WEAKEST, diagnose};
 use super::svg::{BarChart, Bars};
 use super::{ReportError, class_name, measure};
 
@@ -322,8 +322,13 @@ pub fn study_markdown(arms: &[Arm], measures: &[&str]) -> String {
              the teacher's lowest {REFERENCE_MEASURE} accuracy (uniform: {:.0}%), Spearman's \
              correlation between each class's share and the teacher's error on it, the mean \
              uniformity loss `L_uni` (– without Fairness-Aware Examples), and the entropy of \
-             the classes the student gave its UTAE examples over ln C (1: evenly spread).\n",
-            100.0 * WEAKEST as f64 / classes(arms).max(1) as f64
+             the classes the student gave its UTAE examples over ln C (1: evenly spread); \
+             per round, averaged over rounds: the share of the teacher's channels the \
+             information bottleneck kept as robust, the number of classes with at least \
+             {:.0}% of the round's labels (the fewest in any round in brackets), and the \
+             teacher's agreement with the labels.\n",
+            100.0 * WEAKEST as f64 / classes(arms).max(1) as f64,
+            100.0 * HELD_SHARE
         );
     }
     let _ = writeln!(out, "## Wall-clock cost\n");
@@ -401,8 +406,11 @@ pub fn diagnostics_table(arms: &[Arm]) -> String {
         .collect();
     let mut out = format!(
         "| arm | runs | labels on the teacher's {WEAKEST} weakest classes (%) | rank correlation, \
-         class share vs teacher {REFERENCE_MEASURE} error | L_uni | UTAE spread |\n\
-         |---|---:|---:|---:|---:|---:|\n"
+         class share vs teacher {REFERENCE_MEASURE} error | L_uni | UTAE spread | \
+         robust mask (% of channels) | classes holding {held:.0}% of labels (fewest) | \
+         teacher agrees with labels (%) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        held = HELD_SHARE * 100.0
     );
     let mut any = false;
     for arm in arms {
@@ -421,7 +429,7 @@ pub fn diagnostics_table(arms: &[Arm]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} |",
             arm.name,
             runs.len(),
             show(
@@ -432,6 +440,14 @@ pub fn diagnostics_table(arms: &[Arm]) -> String {
             show(runs.iter().map(|d| d.rank_correlation).collect(), 1.0, 2),
             show(runs.iter().map(|d| d.uniformity_loss).collect(), 1.0, 3),
             show(runs.iter().map(|d| d.utae_spread).collect(), 1.0, 3),
+            show(runs.iter().map(|d| d.robust_share).collect(), 100.0, 1),
+            show(runs.iter().map(|d| Some(d.classes_held)).collect(), 1.0, 1),
+            runs.iter().map(|d| d.fewest_held).min().unwrap_or(0),
+            show(
+                runs.iter().map(|d| Some(d.teacher_agreement)).collect(),
+                100.0,
+                1
+            ),
         );
     }
     if any { out } else { String::new() }

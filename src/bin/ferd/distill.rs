@@ -16,12 +16,14 @@ use crate::ui::Renderer;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// How big the run is: fmnist-quick (about ten minutes on 2 cores), fmnist-study (the
-    /// robust-fairness study's, about 20 minutes), fmnist (about an hour),
+    /// first robust-fairness study's, about 20 minutes), fmnist-paper-round (the second
+    /// study's: the paper's round shape, about 90 minutes), fmnist (about an hour),
     /// cifar10-paper (the paper's CIFAR-10 budget, GPU work), tiny (seconds, for tests).
     #[arg(long, default_value = "fmnist-quick")]
     budget: Budget,
-    /// Which parts of FERD are on: ferd (the paper), ferd-official-code, dfrd-uniform (the
-    /// baseline), no-reweighting, no-fae, no-utae, no-fae-utae.
+    /// Which parts of FERD are on: ferd (the paper), ferd-minmax (the paper with the official
+    /// code's label rule), ferd-official-code, dfrd-uniform (the baseline), no-reweighting,
+    /// no-fae, no-utae, no-fae-utae.
     #[arg(long, default_value = "ferd")]
     method: FerdMethod,
     /// A configuration file (a run's config.json or your own) instead of --budget and --method.
