@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use ferd::core::ops::conv_cpu::{self, ConvGeometry};
+use ferd::kernels::conv::{self, ConvGeometry};
 
 #[global_allocator]
 static ALLOCATOR: ferd::allocator::Allocator = ferd::allocator::Allocator;
@@ -98,9 +98,9 @@ fn main() {
         let w = values(g.weight_len(), 104_729);
         let dy = values(g.output_len(), 31);
         let times = [
-            best(reps, || conv_cpu::forward(&g, &x, &w)),
-            best(reps, || conv_cpu::input_grad(&g, &w, &dy)),
-            best(reps, || conv_cpu::weight_grad(&g, &x, &dy)),
+            best(reps, || conv::forward(&g, &x, &w)),
+            best(reps, || conv::input_grad(&g, &w, &dy)),
+            best(reps, || conv::weight_grad(&g, &x, &dy)),
         ];
         let flops = 2.0 * (g.output_len() * l.in_channels * l.kernel * l.kernel) as f64;
         let cell = |t: f64| format!("{:.2} ms ({:.0} GFLOP/s)", t * 1e3, flops / t / 1e9);

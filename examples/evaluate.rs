@@ -13,9 +13,9 @@
 use ferd::attacks::{EvalConfig, Frozen, attack_by_name, evaluate};
 use ferd::core::DeviceSpec;
 use ferd::data::{DatasetName, Split, load};
-use ferd::distillation::BUNDLED_TEACHER;
 use ferd::models::{load_weights, zoo::Architecture};
-use ferd::report::{Entry, write_evaluation};
+use ferd::pipeline::BUNDLED_TEACHER;
+use ferd::report::{Entry, markdown, write_evaluation};
 
 /// mimalloc, keeping freed memory for reuse (`ferd::allocator`; the default `mimalloc` feature).
 #[cfg(feature = "mimalloc")]
@@ -39,8 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &device,
         &EvalConfig::default(),
     )?;
-    println!("{}", report.table());
-    for file in write_evaluation(&[Entry::new("teacher", &report)], "teacher-report")? {
+    let entries = [Entry::new("teacher", &report)];
+    println!("{}", markdown(&entries));
+    for file in write_evaluation(&entries, "teacher-report")? {
         println!("{}", file.display());
     }
     Ok(())

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use ferd::core::DeviceSpec;
 use ferd::distill::{Budget, Event, FerdConfig, FerdMethod, RunOptions};
-use ferd::distillation::{Distillation, Outcome};
+use ferd::pipeline::{Distillation, Outcome};
 use ferd::report::{Entry, markdown};
 
 /// mimalloc, keeping freed memory for reuse (`ferd::allocator`; the default `mimalloc` feature).

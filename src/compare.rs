@@ -9,7 +9,23 @@ use ferd_data::ImageDataset;
 use ferd_distill::FerdConfig;
 use ferd_models::AnyClassifier;
 
-use crate::report::Comparison;
+use serde::{Deserialize, Serialize};
+
+/// The comparison at the end of a FERD run (`final.json`): teacher and student on the same
+/// test images under the same attack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Test images evaluated (a class-balanced subset of the test set, or all of it).
+    pub test_images: usize,
+    /// Seconds the distillation took.
+    pub distill_seconds: f64,
+    /// Seconds of distillation and evaluation.
+    pub total_seconds: f64,
+    /// The teacher's evaluation.
+    pub teacher: EvaluationReport,
+    /// The student's evaluation.
+    pub student: EvaluationReport,
+}
 
 /// Images per batch of the final evaluation.
 const BATCH: usize = 500;

@@ -4,11 +4,12 @@
 //! on Burn. This crate is the facade: it re-exports the workspace's crates under short names.
 //!
 //! - [`core`]: devices, losses, class reweighting, class-wise metrics (`ferd-core`)
+//! - [`kernels`]: ferd's CPU kernels behind Burn-compatible ops (`ferd-kernels`)
 //! - [`data`]: dataset readers, batching, augmentation (`ferd-data`)
 //! - [`models`], [`attacks`], [`distill`]: the classifier zoo, the attack suite and the training
 //!   loops (`ferd-models`, `ferd-attacks`, `ferd-distill`)
 //! - [`images`]: image grids written as PNG, for looking at datasets and synthesized samples
-//! - [`distillation`]: a whole FERD run from files (teacher weights in, student and the
+//! - [`pipeline`]: a whole FERD run from files (teacher weights in, student and the
 //!   teacher-student comparison out), as `ferd distill` and the quickstart run it
 //! - [`compare`]: teacher and student side by side at the end of a distillation
 //! - [`report`]: Markdown, CSV and SVG charts from evaluation reports and run folders
@@ -40,13 +41,14 @@ pub use ferd_attacks as attacks;
 pub use ferd_core as core;
 pub use ferd_data as data;
 pub use ferd_distill as distill;
+pub use ferd_kernels as kernels;
 pub use ferd_models as models;
 
 #[cfg(feature = "mimalloc")]
 pub mod allocator;
 pub mod compare;
-pub mod distillation;
 pub mod images;
+pub mod pipeline;
 pub mod report;
 
 /// The names most programs need, in one import: `use ferd::prelude::*;`.
@@ -60,11 +62,11 @@ pub mod prelude {
     pub use crate::distill::{
         Budget, Event, FerdConfig, FerdMethod, RunOptions, TeacherPreset, distill, train_teacher,
     };
-    pub use crate::distillation::{Distillation, Outcome};
     pub use crate::models::zoo::{AnyClassifier, Architecture};
     pub use crate::models::{
         Classifier, KeyRename, load_pytorch, load_pytorch_with, load_weights, save_pytorch,
         save_weights,
     };
-    pub use crate::report::{Entry, RunReport, write_evaluation};
+    pub use crate::pipeline::{Distillation, Outcome};
+    pub use crate::report::{Entry, RunReport, markdown, write_evaluation};
 }

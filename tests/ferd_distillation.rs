@@ -288,7 +288,7 @@ fn weights<M: Module>(m: &M) -> Vec<Vec<f32>> {
 }
 
 /// The metrics without wall-clock times.
-fn without_times(history: &[ferd::distill::EpochRecord]) -> Vec<serde_json::Value> {
+fn without_times(history: &[ferd::distill::DistillEpoch]) -> Vec<serde_json::Value> {
     history
         .iter()
         .map(|r| {

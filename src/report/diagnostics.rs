@@ -6,7 +6,7 @@
 //! the information bottleneck calls robust, how many classes the labels still cover, and how
 //! often the teacher agrees with the labels it was asked to synthesize.
 
-use ferd_distill::EpochRecord;
+use ferd_distill::DistillEpoch;
 
 /// How many of the teacher's weakest classes the reweighting diagnostic looks at.
 pub const WEAKEST: usize = 3;
@@ -52,9 +52,9 @@ pub fn classes_held(label_counts: &[usize]) -> usize {
 }
 
 /// The diagnostics of a run's `records` against the teacher's per-class robust accuracy.
-pub fn diagnose(records: &[EpochRecord], teacher_robust: &[f64]) -> Option<RunDiagnostics> {
+pub fn diagnose(records: &[DistillEpoch], teacher_robust: &[f64]) -> Option<RunDiagnostics> {
     let classes = teacher_robust.len();
-    let reweighted: Vec<&EpochRecord> = records.iter().filter(|r| r.epoch > 0).collect();
+    let reweighted: Vec<&DistillEpoch> = records.iter().filter(|r| r.epoch > 0).collect();
     if reweighted.is_empty() || classes == 0 {
         return None;
     }
@@ -78,7 +78,7 @@ pub fn diagnose(records: &[EpochRecord], teacher_robust: &[f64]) -> Option<RunDi
         .filter_map(|r| normalized_entropy(&r.student.as_ref()?.utae_predictions))
         .collect();
     let rounds = records.len() as f64;
-    let mean = |value: fn(&EpochRecord) -> f64| records.iter().map(value).sum::<f64>() / rounds;
+    let mean = |value: fn(&DistillEpoch) -> f64| records.iter().map(value).sum::<f64>() / rounds;
     let held: Vec<usize> = records
         .iter()
         .map(|r| classes_held(&r.label_counts))
@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn weakest_mass_and_correlation_from_records() {
         let record = |epoch: usize, p: [f64; 4], uni: f64, utae: Vec<u64>, counts: [usize; 4]| {
-            serde_json::from_value::<EpochRecord>(serde_json::json!({
+            serde_json::from_value::<DistillEpoch>(serde_json::json!({
                 "epoch": epoch, "lr": 0.1, "class_distribution": p, "label_counts": counts,
                 "synthesis_mean": {"bn": 0.0, "adv": 0.0, "oh": 0.0, "uni": uni, "total": 0.0,
                     "robust_fraction": uni / 10.0},

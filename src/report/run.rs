@@ -1,18 +1,20 @@
-//! The report of a run folder: a FERD distillation (`metrics.jsonl` of [`EpochRecord`]s and,
-//! once finished, `final.json`) or a teacher run (`metrics.jsonl` of [`EpochMetrics`]).
+//! The report of a run folder: a FERD distillation (`metrics.jsonl` of [`DistillEpoch`]s and,
+//! once finished, `final.json`) or a teacher run (`metrics.jsonl` of [`TeacherEpoch`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use ferd_core::metrics::ClassWiseAccuracy;
 use ferd_distill::bank::Bank;
-use ferd_distill::{EpochMetrics, EpochRecord, FerdConfig, read_metrics};
+use ferd_distill::{DistillEpoch, FerdConfig, TeacherEpoch, read_metrics};
 
 use crate::images::Grid;
 
 use super::diagnostics::{HELD_SHARE, classes_held};
+use super::files::{create_dir, write_file};
 use super::svg::{Line, LineChart};
-use super::{Comparison, Entry, ReportError, markdown};
+use super::{Entry, ReportError, class_charts, class_name, csv, markdown};
+use crate::compare::Comparison;
 
 /// Synthesized images per class in each grid of [`RunReport::write`].
 const GRID_PER_CLASS: usize = 12;
@@ -21,9 +23,9 @@ const GRID_PER_CLASS: usize = 12;
 #[derive(Debug, Clone)]
 pub enum RunKind {
     /// A FERD distillation.
-    Ferd(Vec<EpochRecord>),
+    Ferd(Vec<DistillEpoch>),
     /// A teacher's training.
-    Teacher(Vec<EpochMetrics>),
+    Teacher(Vec<TeacherEpoch>),
 }
 
 /// A run folder, read.
@@ -46,7 +48,7 @@ impl RunReport {
     /// A two-epoch FERD run (the `tiny` budget), then its report:
     /// ```
     /// use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions};
-    /// use ferd::distillation::Distillation;
+    /// use ferd::pipeline::Distillation;
     /// use ferd::report::RunReport;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -64,9 +66,9 @@ impl RunReport {
     /// ```
     pub fn read(dir: impl AsRef<Path>) -> Result<Self, ReportError> {
         let dir = dir.as_ref().to_path_buf();
-        let kind = match read_metrics::<EpochRecord>(&dir) {
+        let kind = match read_metrics::<DistillEpoch>(&dir) {
             Ok(records) => RunKind::Ferd(records),
-            Err(ferd_err) => match read_metrics::<EpochMetrics>(&dir) {
+            Err(ferd_err) => match read_metrics::<TeacherEpoch>(&dir) {
                 Ok(metrics) => RunKind::Teacher(metrics),
                 Err(_) => return Err(ReportError::Distill(ferd_err)),
             },
@@ -243,7 +245,7 @@ impl RunReport {
             let classes = records.first().map_or(0, |r| r.class_distribution.len());
             let names = self.class_names(classes);
             // One line per class of a per-class fraction of each epoch (where it has one).
-            let per_class = |fraction: &dyn Fn(&EpochRecord, usize) -> Option<f64>| -> Vec<Line> {
+            let per_class = |fraction: &dyn Fn(&DistillEpoch, usize) -> Option<f64>| -> Vec<Line> {
                 (0..classes)
                     .map(|c| {
                         let points = records
@@ -262,7 +264,7 @@ impl RunReport {
                 lines: per_class(&|r, c| r.class_distribution.get(c).copied()),
             };
             charts.push(("class_distribution".into(), chart.to_svg()));
-            let utae = |r: &EpochRecord, c: usize| {
+            let utae = |r: &DistillEpoch, c: usize| {
                 let counts = &r.student.as_ref()?.utae_predictions;
                 let total: u64 = counts.iter().sum();
                 let count = *counts.get(c)?;
@@ -281,7 +283,7 @@ impl RunReport {
                 };
                 charts.push(("utae_predictions".into(), chart.to_svg()));
             }
-            let term = |f: &dyn Fn(&EpochRecord) -> f64| {
+            let term = |f: &dyn Fn(&DistillEpoch) -> f64| {
                 records
                     .iter()
                     .map(|r| (r.epoch as f64 + 1.0, f(r)))
@@ -310,7 +312,7 @@ impl RunReport {
                 Entry::new("teacher", &c.teacher),
                 Entry::new("student", &c.student),
             ];
-            for (stem, chart) in super::class_charts(&entries) {
+            for (stem, chart) in class_charts(&entries) {
                 charts.push((stem, chart.to_svg()));
             }
         }
@@ -321,20 +323,17 @@ impl RunReport {
     /// finished, `report.csv` of the final comparison into `dir`; returns the files written.
     pub fn write(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, ReportError> {
         let dir = dir.as_ref();
-        super::create_dir(dir)?;
-        let mut written = vec![super::write_file(dir.join("report.md"), &self.markdown())?];
+        create_dir(dir)?;
+        let mut written = vec![write_file(dir.join("report.md"), &self.markdown())?];
         if let Some(c) = &self.comparison {
             let entries = [
                 Entry::new("teacher", &c.teacher),
                 Entry::new("student", &c.student),
             ];
-            written.push(super::write_file(
-                dir.join("report.csv"),
-                &super::csv(&entries),
-            )?);
+            written.push(write_file(dir.join("report.csv"), &csv(&entries))?);
         }
         for (stem, svg) in self.charts() {
-            written.push(super::write_file(dir.join(format!("{stem}.svg")), &svg)?);
+            written.push(write_file(dir.join(format!("{stem}.svg")), &svg)?);
         }
         written.extend(self.synthesized_grids(dir)?);
         Ok(written)
@@ -343,7 +342,7 @@ impl RunReport {
     fn class_names(&self, classes: usize) -> Vec<String> {
         (0..classes)
             .map(|c| match &self.comparison {
-                Some(comparison) => super::class_name(&comparison.student, c),
+                Some(comparison) => class_name(&comparison.student, c),
                 None => c.to_string(),
             })
             .collect()
@@ -358,7 +357,7 @@ fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
     v.map_or("–".into(), f)
 }
 
-fn ferd_epochs(out: &mut String, records: &[EpochRecord]) {
+fn ferd_epochs(out: &mut String, records: &[DistillEpoch]) {
     let _ = writeln!(
         out,
         "## Epochs\n\n| epoch | L_bn | IKL(s,t) | L_oh | L_uni | robust mask | teacher agrees | \
@@ -402,7 +401,7 @@ fn ferd_epochs(out: &mut String, records: &[EpochRecord]) {
     );
 }
 
-fn teacher_epochs(out: &mut String, metrics: &[EpochMetrics]) {
+fn teacher_epochs(out: &mut String, metrics: &[TeacherEpoch]) {
     let _ = writeln!(
         out,
         "## Epochs\n\n| epoch | lr | train loss | train accuracy | clean | PGD | PGD worst | PGD NSD | seconds |\n\

@@ -110,11 +110,6 @@ fn report_matches_hand_counts_and_round_trips() {
         &serde_json::to_value(&report).unwrap(),
     );
     check_events(&events, &report, &predictions, data.labels());
-
-    let table = report.table();
-    for needle in ["Trouser", "fgsm", "pgd-5", "apgd-ce", "worst-class"] {
-        assert!(table.contains(needle), "table lacks {needle}:\n{table}");
-    }
 }
 
 /// The events of the evaluation above (60 images in batches of 25, 25 and 10) tell the same

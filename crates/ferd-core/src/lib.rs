@@ -11,7 +11,6 @@ pub mod error;
 pub mod losses;
 pub mod metrics;
 pub mod observer;
-pub mod ops;
 pub mod random;
 pub mod reweighting;
 

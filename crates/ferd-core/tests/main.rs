@@ -1,11 +1,5 @@
 //! The integration tests, one module per file, built as one test binary: each binary links
 //! all of Burn, so one per file cost minutes of linking and gigabytes of disk in CI.
 
-mod affine;
-mod batch_norm;
-mod common;
-mod conv;
 mod golden;
-mod pool;
 mod properties;
-mod upsample;

@@ -44,7 +44,7 @@ use crate::synthesis::{LossTerms, synthesize};
 
 /// What one epoch did: one line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
+pub struct DistillEpoch {
     /// The epoch (0-based).
     pub epoch: usize,
     /// The student's learning rate this epoch.
@@ -101,7 +101,7 @@ pub struct Distilled<S> {
     /// The student after the last epoch (training module; `student.bpk` in the run folder).
     pub student: S,
     /// Every epoch's record, resumed ones included.
-    pub history: Vec<EpochRecord>,
+    pub history: Vec<DistillEpoch>,
 }
 
 /// The purpose coordinate of the evaluation attack's seed. The evaluation is not part of the
@@ -414,9 +414,9 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> FerdJob<'_
 }
 
 impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> Job for FerdJob<'_, T, S> {
-    type Metrics = EpochRecord;
+    type Metrics = DistillEpoch;
 
-    fn epoch(&mut self, epoch: usize, observer: &mut dyn Observer<Event>) -> Result<EpochRecord> {
+    fn epoch(&mut self, epoch: usize, observer: &mut dyn Observer<Event>) -> Result<DistillEpoch> {
         let config = self.config;
         let mut seconds = PhaseSeconds::default();
         let lr = LrSchedule::Cosine.lr(config.student.lr, epoch, 0, 1, config.epochs);
@@ -499,7 +499,7 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> Job for Fe
         for &y in &round.labels {
             label_counts[y] += 1;
         }
-        Ok(EpochRecord {
+        Ok(DistillEpoch {
             epoch,
             lr,
             class_distribution: distribution,
@@ -515,7 +515,7 @@ impl<T: Classifier + Module, S: Classifier + Module + ModuleSnapshot> Job for Fe
         })
     }
 
-    fn summary(&self, r: &EpochRecord) -> String {
+    fn summary(&self, r: &DistillEpoch) -> String {
         let mut line = format!(
             "L_G {:.3}, teacher agrees {:.0}%, bank {}",
             r.synthesis_mean.total,

@@ -13,7 +13,7 @@
 //! - [`draws`]: every random draw of a run, seeded or replayed from a recording.
 //!
 //! Teachers: [`teacher`] (standard training, PGD-AT, TRADES, fast AT) and its recipes
-//! ([`teacher_presets`]). Both run on the shared
+//! ([`teacher::presets`]). Both run on the shared
 //! epoch loop of [`run`] (run folder, resumable atomic [`checkpoint`]s, metrics as JSON lines,
 //! [`events`] for progress: the library never prints).
 
@@ -33,17 +33,16 @@ pub mod schedule;
 pub mod student;
 pub mod synthesis;
 pub mod teacher;
-pub mod teacher_presets;
 pub mod uniform_target;
 
 pub use config::FerdConfig;
-pub use distill::{Distilled, EpochRecord, Evaluation, distill, distill_with};
+pub use distill::{DistillEpoch, Distilled, Evaluation, distill, distill_with};
 pub use error::DistillError;
 pub use events::{Event, Observer};
-pub use presets::{Budget, Method as FerdMethod};
+pub use presets::{Budget, FerdMethod};
 pub use run::{Job, RunOptions, read_metrics};
 pub use schedule::LrSchedule;
+pub use teacher::presets::{TeacherPreset, TeacherRecipe};
 pub use teacher::{
-    EpochMetrics, Method, TeacherConfig, Trained, batch_loss, hold_out, train_teacher,
+    TeacherConfig, TeacherEpoch, TeacherMethod, Trained, batch_loss, hold_out, train_teacher,
 };
-pub use teacher_presets::{TeacherPreset, TeacherRecipe};

@@ -33,7 +33,7 @@ use crate::error::DistillError;
 /// Which components of FERD are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Method {
+pub enum FerdMethod {
     /// FERD as the paper describes it.
     Ferd,
     /// FERD as the paper describes it, but with the released code's min-max label rule
@@ -83,9 +83,9 @@ pub enum Budget {
     Tiny,
 }
 
-impl Method {
+impl FerdMethod {
     /// Every method, in the order of the paper's tables.
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [FerdMethod; 8] = [
         Self::DfrdUniform,
         Self::Ferd,
         Self::FerdMinMax,
@@ -290,14 +290,14 @@ impl FerdConfig {
     ///
     /// # Examples
     /// ```
-    /// use ferd_distill::presets::{Budget, Method};
+    /// use ferd_distill::presets::{Budget, FerdMethod};
     /// use ferd_distill::FerdConfig;
     ///
-    /// let config = FerdConfig::preset(Budget::FmnistQuick, Method::Ferd);
+    /// let config = FerdConfig::preset(Budget::FmnistQuick, FerdMethod::Ferd);
     /// assert_eq!(config.image.side, 28);
     /// config.check().unwrap();
     /// ```
-    pub fn preset(budget: Budget, method: Method) -> Self {
+    pub fn preset(budget: Budget, method: FerdMethod) -> Self {
         let mut config = Self::paper();
         let fmnist = |c: &mut Self| {
             c.image = ImageShape {
@@ -403,7 +403,7 @@ fn by_name<T: Copy, const N: usize>(
         })
 }
 
-impl FromStr for Method {
+impl FromStr for FerdMethod {
     type Err = DistillError;
 
     fn from_str(name: &str) -> Result<Self, DistillError> {
@@ -419,7 +419,7 @@ impl FromStr for Budget {
     }
 }
 
-impl fmt::Display for Method {
+impl fmt::Display for FerdMethod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -438,31 +438,31 @@ mod tests {
     #[test]
     fn every_preset_is_valid_and_names_round_trip() {
         for budget in Budget::ALL {
-            for method in Method::ALL {
+            for method in FerdMethod::ALL {
                 FerdConfig::preset(budget, method).check().unwrap();
-                assert_eq!(method.name().parse::<Method>().unwrap(), method);
+                assert_eq!(method.name().parse::<FerdMethod>().unwrap(), method);
             }
             assert_eq!(budget.name().parse::<Budget>().unwrap(), budget);
         }
-        let err = "ferd2".parse::<Method>().unwrap_err().to_string();
+        let err = "ferd2".parse::<FerdMethod>().unwrap_err().to_string();
         assert!(err.contains("no-fae-utae"), "{err}");
     }
 
     #[test]
     fn methods_switch_the_documented_components() {
-        let c = FerdConfig::preset(Budget::Cifar10Paper, Method::DfrdUniform);
+        let c = FerdConfig::preset(Budget::Cifar10Paper, FerdMethod::DfrdUniform);
         assert_eq!(c.reweighting.strategy, ReweightStrategy::Uniform);
         assert!(!c.fairness_aware());
         assert_eq!(c.student.utae.gamma, 0.0);
-        let c = FerdConfig::preset(Budget::Cifar10Paper, Method::FerdOfficialCode);
+        let c = FerdConfig::preset(Budget::Cifar10Paper, FerdMethod::FerdOfficialCode);
         assert_eq!(c.student.ikl, StudentIkl::ClassPrior);
         assert_eq!(c.reweighting.strategy, ReweightStrategy::official_minmax());
         assert_eq!(
-            FerdConfig::preset(Budget::Cifar10Paper, Method::Ferd),
+            FerdConfig::preset(Budget::Cifar10Paper, FerdMethod::Ferd),
             FerdConfig::paper()
         );
         // ferd-minmax is the paper's FERD with the official label rule and nothing else.
-        let mut minmax = FerdConfig::preset(Budget::FmnistPaperRound, Method::FerdMinMax);
+        let mut minmax = FerdConfig::preset(Budget::FmnistPaperRound, FerdMethod::FerdMinMax);
         assert_eq!(
             minmax.reweighting.strategy,
             ReweightStrategy::official_minmax()
@@ -470,11 +470,11 @@ mod tests {
         minmax.reweighting.strategy = ReweightStrategy::default();
         assert_eq!(
             minmax,
-            FerdConfig::preset(Budget::FmnistPaperRound, Method::Ferd)
+            FerdConfig::preset(Budget::FmnistPaperRound, FerdMethod::Ferd)
         );
         // The official augmentation on every budget; the official step ratio everywhere.
         for budget in Budget::ALL {
-            let c = FerdConfig::preset(budget, Method::FerdOfficialCode);
+            let c = FerdConfig::preset(budget, FerdMethod::FerdOfficialCode);
             assert_eq!((c.augment.padding, c.augment.flip), (4, true));
             assert!(
                 (c.threat.eps / c.threat.alpha - 4.0).abs() < 1e-6,

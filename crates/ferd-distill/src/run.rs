@@ -160,7 +160,7 @@ fn read_state<M: DeserializeOwned>(
 }
 
 /// Reads the `metrics.jsonl` of a run folder: one `M` per finished epoch (a FERD run's
-/// [`crate::EpochRecord`]s, a teacher run's [`crate::EpochMetrics`]). A line that does not parse
+/// [`crate::DistillEpoch`]s, a teacher run's [`crate::TeacherEpoch`]). A line that does not parse
 /// as `M` is an error naming the file and the line.
 pub fn read_metrics<M: DeserializeOwned>(dir: impl AsRef<Path>) -> Result<Vec<M>> {
     let path = dir.as_ref().join("metrics.jsonl");

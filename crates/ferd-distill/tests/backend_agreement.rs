@@ -14,7 +14,7 @@ use ferd_core::device::{test_device, test_device_spec};
 use ferd_core::random::Replay;
 use ferd_distill::FerdConfig;
 use ferd_distill::config::LossWeights;
-use ferd_distill::presets::{Budget, Method};
+use ferd_distill::presets::{Budget, FerdMethod};
 use ferd_distill::synthesis::step_loss;
 use ferd_models::layers::upsample_nearest;
 
@@ -47,7 +47,7 @@ fn image_gradient(device: &Device, weights: LossWeights) -> Vec<f32> {
     )
     .require_grad();
     let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2, 2, 5, 7, 9], [BATCH]), &ad);
-    let mut config = FerdConfig::preset(Budget::Tiny, Method::Ferd);
+    let mut config = FerdConfig::preset(Budget::Tiny, FerdMethod::Ferd);
     config.fairness.inner_steps = 3;
     config.synthesis.weights = weights;
     let noise = host_values(config.fairness.inner_steps * BATCH * 1024, 2);

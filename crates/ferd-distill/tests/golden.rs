@@ -16,7 +16,7 @@ use ferd_core::random::Replay;
 use ferd_distill::FerdConfig;
 use ferd_distill::config::StudentIkl;
 use ferd_distill::fairness_aware::{noise_scale, non_robust, robust_mask};
-use ferd_distill::presets::{Budget, Method};
+use ferd_distill::presets::{Budget, FerdMethod};
 use ferd_distill::student::student_loss;
 use ferd_distill::synthesis::{Latent, step_loss};
 use ferd_models::Classifier;
@@ -101,7 +101,7 @@ fn param_id<M: Module>(module: &M, path: &str) -> ParamId {
 
 /// The paper's configuration with the fixture's inner loop.
 fn config(g: &Value) -> FerdConfig {
-    let mut c = FerdConfig::preset(Budget::Tiny, Method::Ferd);
+    let mut c = FerdConfig::preset(Budget::Tiny, FerdMethod::Ferd);
     c.fairness.inner_steps = g["config"]["inner_steps"].as_u64().unwrap() as usize;
     c.fairness.lr = g["config"]["inner_lr"].as_f64().unwrap();
     c.fairness.beta = g["config"]["beta"].as_f64().unwrap() as f32;

@@ -17,7 +17,7 @@ use common::parameters;
 use ferd_core::device::test_device;
 use ferd_core::random::rng;
 use ferd_data::{DatasetName, ImageDataset, Split};
-use ferd_distill::{LrSchedule, Method, RunOptions, TeacherConfig, train_teacher};
+use ferd_distill::{LrSchedule, RunOptions, TeacherConfig, TeacherMethod, train_teacher};
 use ferd_models::init::{Init, initialize};
 use ferd_models::small_cnn::{SmallCnn, SmallCnnConfig};
 use ferd_models::weights::load_weights;
@@ -43,7 +43,7 @@ fn data() -> ImageDataset {
 
 fn config() -> TeacherConfig {
     TeacherConfig {
-        method: Method::Standard,
+        method: TeacherMethod::Standard,
         epochs: EPOCHS,
         batch_size: 32,
         lr: 0.02,

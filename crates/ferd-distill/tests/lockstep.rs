@@ -19,7 +19,7 @@ use ferd_core::device::test_device;
 use ferd_core::reweighting::ReweightStrategy;
 use ferd_distill::config::{GeneratorShape, ImageShape, StudentIkl, Threat};
 use ferd_distill::draws::Recorded;
-use ferd_distill::presets::{Budget, Method};
+use ferd_distill::presets::{Budget, FerdMethod};
 use ferd_distill::{Event, FerdConfig, RunOptions, distill_with};
 use safetensors::SafeTensors;
 
@@ -45,7 +45,7 @@ fn fixture() -> HashMap<String, Vec<f32>> {
 
 /// The official run's setting (`tools/peer/official_lockstep.py`, `lockstep.json`).
 fn official_config() -> FerdConfig {
-    let mut c = FerdConfig::preset(Budget::Tiny, Method::FerdOfficialCode);
+    let mut c = FerdConfig::preset(Budget::Tiny, FerdMethod::FerdOfficialCode);
     c.epochs = 2;
     c.warmup = 0;
     c.batch_size = 8;
@@ -312,7 +312,7 @@ fn a_swapped_piece_breaks_the_lockstep() {
 fn the_official_setting_is_the_preset() {
     // The lockstep setting is the `ferd-official-code` method on the tiny models: the method
     // switches are the preset's, not the test's.
-    let preset = FerdConfig::preset(Budget::Tiny, Method::FerdOfficialCode);
+    let preset = FerdConfig::preset(Budget::Tiny, FerdMethod::FerdOfficialCode);
     let lockstep = official_config();
     assert_eq!(preset.reweighting.strategy, lockstep.reweighting.strategy);
     assert_eq!(preset.student.ikl, lockstep.student.ikl);

@@ -11,7 +11,9 @@ use common::parameters;
 use ferd_attacks::{Attack, Frozen, Model, Pgd};
 use ferd_core::device::test_device;
 use ferd_data::{DatasetName, ImageDataset, Split};
-use ferd_distill::{LrSchedule, Method, RunOptions, TeacherConfig, batch_loss, train_teacher};
+use ferd_distill::{
+    LrSchedule, RunOptions, TeacherConfig, TeacherMethod, batch_loss, train_teacher,
+};
 use ferd_models::init::{Init, initialize};
 use ferd_models::small_cnn::{SmallCnn, SmallCnnConfig};
 use ferd_models::weights::{load_weights, save_weights};
@@ -24,7 +26,7 @@ fn data(per_class: usize) -> ImageDataset {
         .balanced_subset(per_class)
 }
 
-fn config(method: Method, epochs: usize) -> TeacherConfig {
+fn config(method: TeacherMethod, epochs: usize) -> TeacherConfig {
     TeacherConfig {
         method,
         epochs,
@@ -68,7 +70,7 @@ fn model(width: usize, seed: u64) -> SmallCnn {
 }
 
 /// The method's objective on a fixed batch with a fixed seed, the model frozen.
-fn objective(model: &SmallCnn, method: &Method, data: &ImageDataset) -> f32 {
+fn objective(model: &SmallCnn, method: &TeacherMethod, data: &ImageDataset) -> f32 {
     let rows: Vec<usize> = (0..data.len()).collect();
     let batch = data.batch(&rows, &test_device()).unwrap();
     let (loss, _) = batch_loss(&model.valid(), method, batch.images, batch.labels, 1).unwrap();
@@ -88,19 +90,19 @@ const DESCENT_FACTOR: f32 = 0.9;
 fn three_epochs_of_each_method_lower_its_loss() {
     let data = data(40);
     let methods = [
-        Method::Standard,
-        Method::PgdAt {
+        TeacherMethod::Standard,
+        TeacherMethod::PgdAt {
             eps: EPS,
             alpha: EPS / 2.0,
             steps: 3,
         },
-        Method::Trades {
+        TeacherMethod::Trades {
             eps: EPS,
             alpha: EPS / 2.0,
             steps: 3,
             beta: 6.0,
         },
-        Method::FastAt {
+        TeacherMethod::FastAt {
             eps: EPS,
             alpha: 1.25 * EPS,
         },
@@ -111,7 +113,7 @@ fn three_epochs_of_each_method_lower_its_loss() {
     let warm = train_teacher(
         model(4, 1),
         &data,
-        &config(Method::Standard, 1),
+        &config(TeacherMethod::Standard, 1),
         &options("warm"),
         &mut (),
     )
@@ -174,7 +176,7 @@ fn pgd_at_is_more_robust_than_standard_training() {
     let standard = train_teacher(
         model(4, 2),
         &train,
-        &config(Method::Standard, 3),
+        &config(TeacherMethod::Standard, 3),
         &options("std"),
         &mut (),
     )
@@ -183,7 +185,7 @@ fn pgd_at_is_more_robust_than_standard_training() {
         model(4, 2),
         &train,
         &config(
-            Method::PgdAt {
+            TeacherMethod::PgdAt {
                 eps: EPS,
                 alpha: EPS / 4.0,
                 steps: 5,
@@ -214,7 +216,7 @@ fn resumed_run_reaches_the_uninterrupted_weights() {
         return;
     }
     let data = data(20);
-    let method = Method::PgdAt {
+    let method = TeacherMethod::PgdAt {
         eps: EPS,
         alpha: EPS / 2.0,
         steps: 2,
@@ -275,7 +277,7 @@ fn a_diverging_run_stops_and_keeps_its_last_good_checkpoint() {
             milestones: vec![1],
             gamma: 1e30,
         },
-        ..config(Method::Standard, 3)
+        ..config(TeacherMethod::Standard, 3)
     };
     let opts = options("diverging");
     let Err(err) = train_teacher(model(4, 5), &data, &cfg, &opts, &mut ()) else {

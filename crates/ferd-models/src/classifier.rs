@@ -2,7 +2,7 @@
 
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
-use ferd_core::ops::{Activation, batch_moments};
+use ferd_kernels::{Activation, batch_moments};
 
 use crate::layers::batch_norm_forward;
 
@@ -49,7 +49,7 @@ impl Tap {
     }
 
     /// `relu(bn(x))`, recording `x`'s statistics when asked; in inference mode one op
-    /// ([`ferd_core::ops::channel_affine`]).
+    /// ([`ferd_kernels::channel_affine`]).
     pub fn batch_norm_relu(&mut self, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         self.batch_norm_then(bn, x, Activation::Relu)
     }

@@ -11,7 +11,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
-use ferd_core::ops::Activation;
+use ferd_kernels::Activation;
 
 use crate::init::{Init, initialize};
 use crate::layers::{batch_norm, batch_norm_forward, conv, conv_forward, upsample_nearest};

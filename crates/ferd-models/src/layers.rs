@@ -7,12 +7,12 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
-use ferd_core::ops::{Activation, batch_norm_train, channel_affine};
+use ferd_kernels::{Activation, batch_norm_train, channel_affine};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::Tap;
 
-pub use ferd_core::ops::upsample_nearest;
+pub use ferd_kernels::upsample_nearest;
 
 /// A bias-free `k x k` convolution with PyTorch's padding `k / 2`.
 pub fn conv(
@@ -47,7 +47,7 @@ pub fn grouped_conv(
         .init(device)
 }
 
-/// Applies a Burn `Conv2d` layer through [`ferd_core::ops::conv2d`]: the same parameters, padding
+/// Applies a Burn `Conv2d` layer through [`ferd_kernels::conv2d`]: the same parameters, padding
 /// and result as `conv.forward(x)`, on ferd's CPU kernels where it has them.
 pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, height, width] = x.dims();
@@ -62,7 +62,7 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         conv.dilation,
         conv.groups,
     );
-    ferd_core::ops::conv2d(
+    ferd_kernels::conv2d(
         x,
         conv.weight.val(),
         conv.bias.as_ref().map(|b| b.val()),
@@ -96,12 +96,12 @@ fn padding_pairs(
 /// `activation(bn(x))` in the mode Burn's layer would choose, on ferd's fused ops.
 ///
 /// - Training mode (an autodiff device and the layer's training flag on): the batch's mean and
-///   biased variance, normalized and activated in one op (`ferd_core::ops::batch_norm_train`),
+///   biased variance, normalized and activated in one op (`ferd_kernels::batch_norm_train`),
 ///   and the running statistics updated exactly as Burn's `BatchNorm::forward` updates them,
 ///   `running = (1 - momentum) * running + momentum * batch` with the biased variance.
 /// - Inference mode: the per-channel map `x * scale + shift` with
 ///   `scale = gamma / sqrt(running_var + eps)` and `shift = beta - running_mean * scale`, the
-///   form PyTorch evaluates, fused with the activation (`ferd_core::ops::channel_affine`): one
+///   form PyTorch evaluates, fused with the activation (`ferd_kernels::channel_affine`): one
 ///   pass over the activation instead of Burn's five.
 pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
     let device = x.device();

@@ -97,7 +97,7 @@ impl Classifier for SmallCnn {
             for layer in pair {
                 out = layer.forward(out, tap);
             }
-            out = ferd_core::ops::max_pool2d(out, MaxPoolOptions::new([2, 2]));
+            out = ferd_kernels::max_pool2d(out, MaxPoolOptions::new([2, 2]));
         }
         out
     }

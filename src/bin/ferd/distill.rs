@@ -1,17 +1,19 @@
 //! `ferd distill`: a FERD run from a preset or a config file, then the teacher-student comparison.
 
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use ferd::core::DeviceSpec;
-use ferd::distill::config::{field_docs, with_field};
-use ferd::distill::{Budget, FerdConfig, FerdMethod, RunOptions};
-use ferd::distillation::{BUNDLED_TEACHER, Distillation, FINAL_PER_CLASS, Outcome};
+use ferd::distill::{Budget, FerdConfig, FerdMethod};
 use ferd::models::KeyRename;
 use ferd::models::zoo::Architecture;
+use ferd::pipeline::{BUNDLED_TEACHER, Distillation, FINAL_PER_CLASS, Outcome};
 use ferd::report::{Entry, markdown};
 
+use crate::job::JobArgs;
 use crate::ui::Renderer;
+
+/// The run folder without --out.
+const DEFAULT_DIR: &str = "runs/ferd";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,18 +31,6 @@ pub struct Args {
     /// A configuration file (a run's config.json or your own) instead of --budget and --method.
     #[arg(long, conflicts_with_all = ["budget", "method"])]
     config: Option<PathBuf>,
-    /// Change one field of the configuration, by its dotted path in config.json (repeatable):
-    /// --set student.utae.gamma=0.5 --set epochs=20. The keys, their values and what each
-    /// means: --list-config.
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::key_value)]
-    set: Vec<(String, String)>,
-    /// Print the configuration as JSON and exit (nothing is run).
-    #[arg(long)]
-    print_config: bool,
-    /// List every field of the configuration (the keys of --set) with its value and its
-    /// documentation (the paper's or the official code's setting it reproduces), and exit.
-    #[arg(long)]
-    list_config: bool,
     /// The teacher's architecture (small-cnn-N, resnet18, wrn-34-10, mobilenet-v2, ...).
     #[arg(long, default_value = "small-cnn-16")]
     teacher_arch: Architecture,
@@ -57,45 +47,24 @@ pub struct Args {
     /// The student's architecture.
     #[arg(long, default_value = "small-cnn-8")]
     student: Architecture,
-    /// The run folder: config.json, metrics.jsonl, checkpoint/, student.bpk, student.safetensors
-    /// (PyTorch's layout), final.json.
-    #[arg(long, default_value = "runs/ferd")]
-    out: PathBuf,
-    /// Continue the run in --out from its last checkpoint.
-    #[arg(long)]
-    resume: bool,
-    /// Stop after this many epochs (to run a long job in slices; continue with --resume).
-    #[arg(long, value_name = "EPOCHS")]
-    stop_after: Option<usize>,
     /// Test images per class of the final teacher-student comparison (a class-balanced subset;
     /// 1000 is the whole Fashion-MNIST test set).
     #[arg(long, default_value_t = FINAL_PER_CLASS)]
     final_per_class: usize,
-    /// The device: flex (CPU), wgpu, cuda:N, ndarray.
-    #[arg(long, default_value = "flex")]
-    device: DeviceSpec,
-    /// Where the datasets are (default: $FERD_DATA_DIR, then the usual system places).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    job: JobArgs,
 }
 
 pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
-    let mut config = match &args.config {
+    let config = match &args.config {
         Some(path) => FerdConfig::read(path)?,
         None => FerdConfig::preset(args.budget, args.method),
     };
-    for (key, value) in &args.set {
-        config = with_field(&config, key, value)?;
-    }
+    let Some(config) = args.job.configure(config)? else {
+        return Ok(());
+    };
     config.check()?;
-    if args.print_config {
-        println!("{}", serde_json::to_string_pretty(&config)?);
-        return Ok(());
-    }
-    if args.list_config {
-        print!("{}", crate::list_config(&field_docs(&config)));
-        return Ok(());
-    }
+    let dir = args.job.dir(Path::new(DEFAULT_DIR));
     let run = Distillation {
         teacher_arch: args.teacher_arch,
         teacher_weights: args
@@ -105,13 +74,8 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
         pytorch: args.pytorch,
         renames: args.rename.clone(),
         student_arch: args.student,
-        options: RunOptions {
-            dir: args.out.clone(),
-            resume: args.resume,
-            stop_after: args.stop_after,
-            device: args.device.device()?,
-        },
-        data_dir: args.data_dir.clone(),
+        options: args.job.run_options(dir.clone())?,
+        data_dir: args.job.data_dir.clone(),
         final_per_class: args.final_per_class,
         config,
     };
@@ -122,8 +86,8 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
         run.student_arch,
         run.config.epochs,
         run.config.batch_size,
-        args.device,
-        args.out.display()
+        args.job.device,
+        dir.display()
     );
     let mut renderer = Renderer::new();
     let outcome = run.run(&mut |e: &ferd::distill::Event| renderer.draw(e));
@@ -144,8 +108,8 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
             eprintln!(
                 "distilled in {:.1} min; written: {} (charts and tables: ferd report {})",
                 comparison.distill_seconds / 60.0,
-                args.out.join("final.json").display(),
-                args.out.display()
+                dir.join("final.json").display(),
+                dir.display()
             );
         }
     }

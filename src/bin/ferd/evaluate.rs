@@ -8,6 +8,7 @@ use ferd::core::DeviceSpec;
 use ferd::data::{DatasetName, Split, load};
 use ferd::models::zoo::Architecture;
 use ferd::models::{KeyRename, load_pytorch_with, load_weights};
+use ferd::report::{Entry, markdown};
 
 use crate::ui::EvalRenderer;
 
@@ -121,7 +122,8 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     renderer.finish();
     let mut report = report?;
     report.architecture = Some(args.arch.to_string());
-    println!("{}", report.table());
+    let label = args.arch.to_string();
+    println!("{}", markdown(&[Entry::new(&label, &report)]));
     std::fs::write(&args.out, report.to_json())?;
     std::fs::remove_file(&state)?;
     eprintln!(

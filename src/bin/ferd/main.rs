@@ -6,6 +6,7 @@
 
 mod distill;
 mod evaluate;
+mod job;
 mod report;
 mod teacher;
 mod ui;
@@ -60,75 +61,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `--list-config`: every field as `key = value`, then its doc and an enum's alternatives,
-/// wrapped and indented.
-fn list_config(fields: &[ferd::distill::config::FieldDoc]) -> String {
-    let mut out = String::new();
-    for field in fields {
-        out.push_str(&format!("{} = {}\n", field.key, shortest(&field.value)));
-        wrap(&mut out, "    ", &field.doc);
-        for alternative in &field.alternatives {
-            wrap(&mut out, "      - ", alternative);
-        }
-    }
-    out
-}
-
-/// `text` wrapped at 96 columns, the first line after `lead`, the others aligned with it.
-fn wrap(out: &mut String, lead: &str, text: &str) {
-    const WIDTH: usize = 96;
-    let indent = " ".repeat(lead.len());
-    let mut line = lead.to_string();
-    for word in text.split_whitespace() {
-        if line.len() > indent.len() && line.len() + 1 + word.len() > WIDTH {
-            out.push_str(line.trim_end());
-            out.push('\n');
-            line.clone_from(&indent);
-        }
-        if line.len() > indent.len() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    out.push_str(&line);
-    out.push('\n');
-}
-
-/// JSON with each number as written in a config: an `f32` field's 0.3 is shown as 0.3, not as
-/// the 0.30000001192092896 its widening to `f64` gives.
-fn shortest(value: &serde_json::Value) -> String {
-    use serde_json::Value;
-    match value {
-        Value::Number(n) if n.is_f64() => {
-            let v = n.as_f64().unwrap_or_default();
-            let narrow = v as f32;
-            if f64::from(narrow) == v {
-                format!("{narrow:?}")
-            } else {
-                format!("{v:?}")
-            }
-        }
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(shortest).collect();
-            format!("[{}]", items.join(","))
-        }
-        Value::Object(map) => {
-            let items: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), shortest(v)))
-                .collect();
-            format!("{{{}}}", items.join(","))
-        }
-        other => other.to_string(),
-    }
-}
-
-/// Parses `KEY=VALUE` of `--set`.
-fn key_value(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
-    Ok((key.trim().to_string(), value.trim().to_string()))
 }

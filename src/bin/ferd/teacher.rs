@@ -1,13 +1,12 @@
 //! `ferd train-teacher`: a robust teacher from a recipe of the library.
 
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::Path;
 
-use ferd::core::DeviceSpec;
 use ferd::data::{Split, load};
-use ferd::distill::config::{field_docs, with_field};
-use ferd::distill::{Event, RunOptions, TeacherPreset, train_teacher};
+use ferd::distill::{Event, TeacherPreset, train_teacher};
 
+use crate::job::JobArgs;
 use crate::ui::Renderer;
 
 #[derive(Debug, clap::Args)]
@@ -16,51 +15,19 @@ pub struct Args {
     /// cifar10-resnet18-pgdat (Rice et al.'s PGD-AT, GPU work; needs the CIFAR-10 files).
     #[arg(long)]
     preset: TeacherPreset,
-    /// Change one field of the training configuration (repeatable): --set epochs=4. The keys,
-    /// their values and what each means: --list-config.
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::key_value)]
-    set: Vec<(String, String)>,
-    /// Print the training configuration as JSON and exit.
-    #[arg(long)]
-    print_config: bool,
-    /// List every field of the training configuration (the keys of --set) with its value and
-    /// its documentation, and exit.
-    #[arg(long)]
-    list_config: bool,
-    /// The run folder (default runs/<preset>): best.bpk, final.bpk, metrics.jsonl, config.json,
-    /// checkpoint/.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint.
-    #[arg(long)]
-    resume: bool,
-    /// Stop after this many epochs (continue with --resume).
-    #[arg(long, value_name = "EPOCHS")]
-    stop_after: Option<usize>,
-    /// The device: flex (CPU), wgpu, cuda:N, ndarray.
-    #[arg(long, default_value = "flex")]
-    device: DeviceSpec,
-    /// Where the datasets are (default: $FERD_DATA_DIR, then the usual system places).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    job: JobArgs,
 }
 
 pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let recipe = args.preset.recipe();
-    let mut config = recipe.config;
-    for (key, value) in &args.set {
-        config = with_field(&config, key, value)?;
-    }
-    if args.print_config {
-        println!("{}", serde_json::to_string_pretty(&config)?);
+    let Some(config) = args.job.configure(recipe.config)? else {
         return Ok(());
-    }
-    if args.list_config {
-        print!("{}", crate::list_config(&field_docs(&config)));
-        return Ok(());
-    }
-    let device = args.device.device()?;
-    let data = load(recipe.dataset, Split::Train, args.data_dir.as_deref())?;
+    };
+    let dir = args.job.dir(&Path::new("runs").join(args.preset.name()));
+    let options = args.job.run_options(dir.clone())?;
+    let device = options.device.clone();
+    let data = load(recipe.dataset, Split::Train, args.job.data_dir.as_deref())?;
     let [channels, ..] = data.image_shape();
     // The seed fixes the initial weights through the device's generator, as in the
     // `train_teacher` example that trained the bundled teacher.
@@ -68,9 +35,6 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let model = recipe
         .arch
         .build(channels, data.num_classes(), &device.clone().autodiff());
-    let dir = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(args.preset.name()));
     eprintln!(
         "training {:?} on {} ({} images) into {}",
         recipe.arch,
@@ -78,12 +42,6 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
         data.len(),
         dir.display()
     );
-    let options = RunOptions {
-        dir: dir.clone(),
-        resume: args.resume,
-        stop_after: args.stop_after,
-        device,
-    };
     let mut renderer = Renderer::new();
     let trained = train_teacher(model, &data, &config, &options, &mut |e: &Event| {
         renderer.draw(e)

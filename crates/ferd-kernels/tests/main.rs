@@ -1,0 +1,9 @@
+//! The integration tests, one module per file, built as one test binary: each binary links
+//! all of Burn, so one per file cost minutes of linking and gigabytes of disk in CI.
+
+mod affine;
+mod batch_norm;
+mod common;
+mod conv;
+mod pool;
+mod upsample;
