@@ -41,10 +41,10 @@ use crate::uninit::written_by;
 /// Output channels per tile, whose output-gradient vectors stay in registers while the
 /// [`IN_ROWS`] input vectors stream past: 24 accumulators, 4 held vectors and one loaded, 29 of
 /// the 32 registers; 10 loads for 24 multiply-adds, as in the forward's tile.
-pub(super) const OUT_ROWS: usize = 4;
+const OUT_ROWS: usize = 4;
 
 /// Input channels per tile.
-pub(super) const IN_ROWS: usize = 6;
+const IN_ROWS: usize = 6;
 
 /// Output channels per task: at an 8x8 map and one block of 64 images their output gradient is
 /// 512 KiB, half of the second-level cache of the machine in `docs/performance.md`, read again
@@ -56,22 +56,22 @@ const IMAGES_OUT_PER_TASK: usize = 32;
 /// one vector of a block's images; in [`rows_weight_grad`] 16 consecutive outputs of a
 /// row), each from its channel's start in a block (here) or image (there).
 #[derive(Clone, Copy)]
-pub(super) struct Pair {
-    pub(super) out: usize,
-    pub(super) input: usize,
+struct Pair {
+    out: usize,
+    input: usize,
 }
 
 /// The [`Pair`]s a tile sums over, in order (here: where one tap lands inside the input, one
 /// per vector of an image block), and the ends of the runs they read, for the bounds check.
-pub(super) struct TapPairs {
-    pub(super) pairs: Vec<Pair>,
-    pub(super) out_end: usize,
-    pub(super) in_end: usize,
+struct TapPairs {
+    pairs: Vec<Pair>,
+    out_end: usize,
+    in_end: usize,
 }
 
 impl TapPairs {
     /// The pairs, with the ends of the vectors they read.
-    pub(super) fn new(pairs: Vec<Pair>) -> Self {
+    fn new(pairs: Vec<Pair>) -> Self {
         let end =
             |offset: fn(&Pair) -> usize| pairs.iter().map(|p| offset(p) + LANES).max().unwrap_or(0);
         let (out_end, in_end) = (end(|p| p.out), end(|p| p.input));
@@ -114,12 +114,12 @@ fn tap_pairs(g: &ConvGeometry) -> Vec<TapPairs> {
 /// Where one tile reads: the offsets of its rows (output channels; input channels here, taps
 /// `(c, i, j)` in [`rows_weight_grad`]) in the first block of each copy, the floats from
 /// one block to the next, and the blocks (of images) summed.
-pub(super) struct Rows {
-    pub(super) out: [usize; OUT_ROWS],
-    pub(super) input: [usize; IN_ROWS],
-    pub(super) out_block: usize,
-    pub(super) in_block: usize,
-    pub(super) blocks: usize,
+struct Rows {
+    out: [usize; OUT_ROWS],
+    input: [usize; IN_ROWS],
+    out_block: usize,
+    in_block: usize,
+    blocks: usize,
 }
 
 /// The weight gradient `[C_out, C_in, kH, kW]` of a layer that `super::direct_images::fits`,
@@ -183,7 +183,7 @@ pub(super) fn images_weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec
 /// The CPU must have AVX-512F and AVX-512VL (`super::tile::has_avx512`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl")]
-pub(super) unsafe fn tile_kernel(
+unsafe fn tile_kernel(
     dy: &[f32],
     x: &[f32],
     rows: &Rows,
@@ -237,7 +237,7 @@ pub(super) unsafe fn tile_kernel(
 
 /// Never called: `qualifies` is false off x86-64.
 #[cfg(not(target_arch = "x86_64"))]
-pub(super) unsafe fn tile_kernel(
+unsafe fn tile_kernel(
     _dy: &[f32],
     _x: &[f32],
     _rows: &Rows,
