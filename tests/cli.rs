@@ -159,6 +159,21 @@ fn set_changes_one_field_and_refuses_unknown_ones() {
     let out = ferd(&["distill", "--set", "threat.eps=2", "--print-config"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("eps"));
+    // The teacher's flags are the same: its config is checked before it is printed.
+    let teacher = [
+        "train-teacher",
+        "--preset",
+        "fmnist-small",
+        "--print-config",
+    ];
+    assert_eq!(ferd(&teacher).status.code(), Some(0));
+    let out = ferd(&[&teacher[..], &["--set", "epochs=0"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("epochs"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// The class-wise accuracy of `measure` in a report, read from the JSON.

@@ -60,10 +60,9 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
         Some(path) => FerdConfig::read(path)?,
         None => FerdConfig::preset(args.budget, args.method),
     };
-    let Some(config) = args.job.configure(config)? else {
+    let Some(config) = args.job.configure(config, FerdConfig::check)? else {
         return Ok(());
     };
-    config.check()?;
     let dir = args.job.dir(Path::new(DEFAULT_DIR));
     let run = Distillation {
         teacher_arch: args.teacher_arch,

@@ -44,15 +44,21 @@ pub struct JobArgs {
 }
 
 impl JobArgs {
-    /// `config` with every `--set` applied, or `None` when `--print-config` or
-    /// `--list-config` answered and there is nothing to run.
-    pub fn configure<C>(&self, mut config: C) -> Result<Option<C>, Box<dyn Error>>
+    /// `config` with every `--set` applied and passing `check` as a whole, or `None` when
+    /// `--print-config` or `--list-config` answered and there is nothing to run.
+    pub fn configure<C, E>(
+        &self,
+        mut config: C,
+        check: impl Fn(&C) -> Result<(), E>,
+    ) -> Result<Option<C>, Box<dyn Error>>
     where
         C: Serialize + DeserializeOwned + JsonSchema,
+        E: Error + 'static,
     {
         for (key, value) in &self.set {
             config = with_field(&config, key, value)?;
         }
+        check(&config)?;
         if self.print_config {
             println!("{}", serde_json::to_string_pretty(&config)?);
             return Ok(None);

@@ -4,7 +4,7 @@ use std::error::Error;
 use std::path::Path;
 
 use ferd::data::{Split, load};
-use ferd::distill::{Event, TeacherPreset, train_teacher};
+use ferd::distill::{Event, TeacherConfig, TeacherPreset, train_teacher};
 
 use crate::job::JobArgs;
 use crate::ui::Renderer;
@@ -21,7 +21,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let recipe = args.preset.recipe();
-    let Some(config) = args.job.configure(recipe.config)? else {
+    let Some(config) = args.job.configure(recipe.config, TeacherConfig::check)? else {
         return Ok(());
     };
     let dir = args.job.dir(&Path::new("runs").join(args.preset.name()));

@@ -81,7 +81,8 @@ impl TeacherConfig {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks every setting; a config that makes no sense is an error before any work starts.
+    pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(DistillError::Config(m));
         if self.epochs == 0 || self.batch_size == 0 || self.eval_steps == 0 {
             return bad("epochs, batch size and evaluation steps must be at least 1".into());
