@@ -370,24 +370,23 @@ fn forced() -> Option<ConvPath> {
 /// The path that computes `g`'s forward: the forced one where it takes the layer, else the
 /// first direct path that takes it, else im2col.
 fn forward_path(g: &ConvGeometry) -> ConvPath {
-    match forced() {
-        Some(path) if path.takes(g) => path,
-        Some(_) => ConvPath::Im2col,
-        None => [ConvPath::DirectRows, ConvPath::DirectImages]
-            .into_iter()
-            .find(|path| path.takes(g))
-            .unwrap_or(ConvPath::Im2col),
-    }
+    choose(g, ConvPath::takes)
 }
 
 /// The path that computes `g`'s weight gradient, chosen as [`forward_path`] chooses.
 fn weight_grad_path(g: &ConvGeometry) -> ConvPath {
+    choose(g, ConvPath::takes_weight_grad)
+}
+
+/// The forced path where `takes` it, else the first direct path that `takes` the layer, else
+/// im2col.
+fn choose(g: &ConvGeometry, takes: fn(ConvPath, &ConvGeometry) -> bool) -> ConvPath {
     match forced() {
-        Some(path) if path.takes_weight_grad(g) => path,
+        Some(path) if takes(path, g) => path,
         Some(_) => ConvPath::Im2col,
         None => [ConvPath::DirectRows, ConvPath::DirectImages]
             .into_iter()
-            .find(|path| path.takes_weight_grad(g))
+            .find(|&path| takes(path, g))
             .unwrap_or(ConvPath::Im2col),
     }
 }
