@@ -1,12 +1,15 @@
-//! Forward + backward of small-cnn-16 at batch 64 on 28x28x1 images (the Fashion-MNIST teacher's
-//! size) and of the CIFAR classifiers at batch 64 on 32x32 images, on the device named by
-//! `FERD_TEST_DEVICE` (default flex, the CPU). `tools/bench/torch_models.py` times the same
-//! in PyTorch on the same machine and prints the ratio.
+//! Forward + backward of small-cnn-16 on 28x28x1 images (the Fashion-MNIST teacher's size) and of
+//! the CIFAR classifiers on 32x32 images, at batch `FERD_BENCH_BATCH` (default 64; the paper's 256
+//! on a GPU), on the device named by `FERD_TEST_DEVICE` (default flex, the CPU).
+//! `tools/bench/torch_models.py` times the same in PyTorch on the same machine and prints the
+//! ratio.
 //!
 //! ```text
 //! cargo bench --bench models
 //! python3 tools/bench/torch_models.py      # reads target/criterion/*/new/estimates.json
 //! ```
+
+mod common;
 
 use std::time::Duration;
 
@@ -22,8 +25,6 @@ use ferd::models::small_cnn::SmallCnnConfig;
 #[global_allocator]
 static ALLOCATOR: ferd::allocator::Allocator = ferd::allocator::Allocator;
 
-const BATCH: usize = 64;
-
 /// One training step's compute: forward, cross-entropy, backward (parameter and input grads).
 fn step(model: &impl Classifier, x: &Tensor<4>, y: &Tensor<1, Int>) -> f32 {
     let loss = cross_entropy(model.forward(x.clone()), y.clone()).expect("shapes fit");
@@ -38,10 +39,11 @@ fn step(model: &impl Classifier, x: &Tensor<4>, y: &Tensor<1, Int>) -> f32 {
 
 fn forward_backward(c: &mut Criterion) {
     let device = test_device().autodiff();
-    let x = Tensor::<4>::random([BATCH, 1, 28, 28], Distribution::Uniform(0.0, 1.0), &device)
+    let batch = common::batch();
+    let x = Tensor::<4>::random([batch, 1, 28, 28], Distribution::Uniform(0.0, 1.0), &device)
         .require_grad();
-    let y = Tensor::<1, Int>::random([BATCH], Distribution::Uniform(0.0, 10.0), &device);
-    let mut group = c.benchmark_group("forward_backward_b64_28x28");
+    let y = Tensor::<1, Int>::random([batch], Distribution::Uniform(0.0, 10.0), &device);
+    let mut group = c.benchmark_group(format!("forward_backward_b{batch}_28x28"));
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(3))
@@ -50,10 +52,10 @@ fn forward_backward(c: &mut Criterion) {
     group.bench_function("small_cnn16", |b| b.iter(|| step(&small_cnn, &x, &y)));
     group.finish();
 
-    let x = Tensor::<4>::random([BATCH, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &device)
+    let x = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &device)
         .require_grad();
-    let y = Tensor::<1, Int>::random([BATCH], Distribution::Uniform(0.0, 10.0), &device);
-    let mut group = c.benchmark_group("forward_backward_b64_32x32");
+    let y = Tensor::<1, Int>::random([batch], Distribution::Uniform(0.0, 10.0), &device);
+    let mut group = c.benchmark_group(format!("forward_backward_b{batch}_32x32"));
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(5))

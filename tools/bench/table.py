@@ -11,16 +11,50 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def set_threads():
-    """Uses THREADS (compare.sh sets it, as RAYON_NUM_THREADS for ferd) or every core, and
+    """Uses THREADS (compare.sh sets it, as RAYON_NUM_THREADS for ferd) or every core,
     TORCH_DEVICE (default `cpu`; `cuda` for the GPU comparison with ferd on wgpu) as the device
-    every tensor and model is created on."""
+    every tensor and model is created on, and TORCH_TF32 where it is set."""
     threads = int(os.environ.get("THREADS", os.cpu_count()))
     torch.set_num_threads(threads)
     torch.set_default_device(DEVICE)
+    if TF32 is not None:
+        torch.backends.cudnn.allow_tf32 = TF32 == "1"
+        torch.backends.cuda.matmul.allow_tf32 = TF32 == "1"
     return threads
 
 
 DEVICE = os.environ.get("TORCH_DEVICE", "cpu")
+
+# The batch of the model and FERD workloads (FERD_BENCH_BATCH, as ferd's benches read it): 64
+# by default, the paper's 256 on a GPU.
+BATCH = int(os.environ.get("FERD_BENCH_BATCH", "64"))
+
+# TF32 on CUDA (TORCH_TF32=1 or 0): PyTorch convolves in TF32 by default and multiplies matrices
+# in full f32; ferd computes in f32 throughout. Unset: PyTorch's defaults.
+TF32 = os.environ.get("TORCH_TF32")
+
+
+def setup_note(threads):
+    """The HTML comment that heads a table: torch, threads, device, batch, TF32 and the GPU."""
+    note = f"torch {torch.__version__}, {threads} threads, {DEVICE}, batch {BATCH}"
+    if DEVICE.startswith("cuda"):
+        note += (f", {torch.cuda.get_device_name()}, TF32 convolutions "
+                 f"{torch.backends.cudnn.allow_tf32}, TF32 matmul "
+                 f"{torch.backends.cuda.matmul.allow_tf32}")
+    return f"<!-- {note} -->"
+
+
+def reset_peak_memory():
+    """Starts a workload's peak-memory count (CUDA only)."""
+    if DEVICE.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_note(workload):
+    """The workload's peak allocated GPU memory as an HTML comment, or '' on the CPU."""
+    if not DEVICE.startswith("cuda"):
+        return ""
+    return f"<!-- {workload}: peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB -->"
 
 
 def sync():
@@ -42,6 +76,23 @@ def median_ms(fn, repeats, warmup=2):
         times.append(time.perf_counter() - start)
     times.sort()
     return times[len(times) // 2] * 1e3
+
+
+class Full(torch.nn.Module):
+    """A model of tools/golden/model_fixtures.py (features and head) as a whole classifier."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def features(self, x):
+        return self.net.features(x)
+
+    def head(self, z):
+        return self.net.head(z)
+
+    def forward(self, x):
+        return self.head(self.features(x))
 
 
 def criterion_ms(group, name):
