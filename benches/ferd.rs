@@ -53,7 +53,7 @@ fn shape() -> Shape {
                 depth: 34,
                 widen: 10,
             },
-            student: Architecture::ResNet18,
+            student: Architecture::RESNET18,
         },
         Ok("fmnist") | Err(_) => Shape {
             name: "fmnist",

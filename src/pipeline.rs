@@ -152,7 +152,8 @@ impl Distillation {
         let test = load(test_set_of(config), Split::Test, self.data_dir.as_deref())?;
         let mut teacher = self.teacher_arch.build(channels, classes, device);
         if self.pytorch {
-            load_pytorch_with(&mut teacher, &self.teacher_weights, &self.renames)?;
+            load_pytorch_with(&mut teacher, &self.teacher_weights, &self.renames)
+                .map_err(|e| self.teacher_arch.explain(e))?;
         } else {
             load_weights(&mut teacher, &self.teacher_weights)?;
         }

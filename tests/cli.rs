@@ -581,3 +581,45 @@ fn a_study_report_averages_seeds() {
         "{cost}"
     );
 }
+
+/// A PyTorch checkpoint of another width, evaluated under the width ferd builds by default: the
+/// error says first which tensor differs and which name fits the file, and that name loads it.
+#[test]
+fn a_checkpoint_of_another_width_gets_the_name_that_fits() {
+    let dir = scratch("refit");
+    let weights = dir.join("small-resnet-8.safetensors");
+    let device = ferd::core::DeviceSpec::Flex.device().unwrap();
+    let model = ferd::models::zoo::Architecture::SmallResNet { width: 8 }.build(1, 10, &device);
+    ferd::models::save_pytorch(&model, &weights).unwrap();
+    let weights = weights.to_str().unwrap();
+    let run = |arch: &str| {
+        let out = dir.join(format!("{arch}.json"));
+        ferd(&[
+            "evaluate",
+            "--arch",
+            arch,
+            "--pytorch",
+            "--weights",
+            weights,
+            "--limit",
+            "10",
+            "--attacks",
+            "fgsm",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let out = run("small-resnet-16");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let first = err
+        .lines()
+        .find(|l| l.contains("does not fit"))
+        .expect("the diagnosis");
+    assert!(
+        first.contains("conv1.weight is [8, 1, 3, 3] in the file, [16, 1, 3, 3] in the model")
+            && first.contains("the file fits small-resnet-8 (its conv1 has 8 output channels)"),
+        "{err}"
+    );
+    assert_eq!(run("small-resnet-8").status.code(), Some(0));
+}

@@ -408,7 +408,7 @@ fn mismatched_models_are_refused() {
     let options = RunOptions::new(run_dir("mismatch"), device.clone());
     // A student for 3-channel 32x32 images.
     let wide = initialize(
-        Architecture::ResNet18.build(3, 10, &device.clone().autodiff()),
+        Architecture::RESNET18.build(3, 10, &device.clone().autodiff()),
         Init::PyTorch,
         0,
     );

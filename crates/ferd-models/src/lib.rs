@@ -21,7 +21,7 @@ pub mod wide_resnet;
 pub mod zoo;
 
 pub use classifier::{BnStats, Classifier, Tap};
-pub use error::ModelError;
+pub use error::{ModelError, ShapeDifference};
 pub use layers::Normalization;
 pub use weights::{
     KeyRename, PyTorchLayout, load_pytorch, load_pytorch_with, load_weights, save_pytorch,

@@ -11,9 +11,11 @@
 
 use std::path::Path;
 
-use burn::store::{ApplyResult, BurnpackStore, ModuleSnapshot, PytorchStore, SafetensorsStore};
+use burn::store::{
+    ApplyError, ApplyResult, BurnpackStore, ModuleSnapshot, PytorchStore, SafetensorsStore,
+};
 
-use crate::error::ModelError;
+use crate::error::{ModelError, ShapeDifference};
 
 /// How a model's PyTorch state-dict names map to its Burn names: `(regex, replacement)` pairs
 /// applied in order to every key.
@@ -123,12 +125,30 @@ fn check(path: &Path, result: ApplyResult) -> Result<(), ModelError> {
             .filter(|key| !key.ends_with("num_batches_tracked"))
             .map(|key| format!("unexpected in the file: {key}")),
     );
+    let differences = result
+        .errors
+        .iter()
+        .filter_map(|error| match error {
+            ApplyError::ShapeMismatch {
+                path,
+                expected,
+                found,
+            } => Some(ShapeDifference {
+                name: path.clone(),
+                expected: expected.to_vec(),
+                found: found.to_vec(),
+            }),
+            _ => None,
+        })
+        .collect();
     if problems.is_empty() {
         Ok(())
     } else {
         Err(ModelError::Mismatch {
             path: path.to_path_buf(),
             problems,
+            differences,
+            fits: None,
         })
     }
 }
@@ -150,7 +170,7 @@ pub fn load_pytorch<M: ModuleSnapshot + PyTorchLayout>(
 /// use ferd_models::zoo::Architecture;
 ///
 /// let device = ferd_core::DeviceSpec::Flex.device().unwrap();
-/// let mut model = Architecture::ResNet18.build(3, 10, &device);
+/// let mut model = Architecture::RESNET18.build(3, 10, &device);
 /// let rename: KeyRename = r"^backbone\.=".parse().unwrap(); // drop a `backbone.` prefix
 /// load_pytorch_with(&mut model, "resnet18.pt", &[rename]).unwrap();
 /// ```

@@ -1,6 +1,10 @@
 //! Models by name, for command lines and configuration files: `resnet18`, `resnet34`,
-//! `preact-resnet18`, `preact-resnet34`, `wrn-D-K` (e.g. `wrn-34-10`), `mobilenet-v2`,
-//! `small-cnn[-W]`, `small-resnet[-W]` (width `W`, default 32 and 16).
+//! `preact-resnet18`, `preact-resnet34` (each with `-wW` for a stem width `W` other than the
+//! paper's 64: `resnet18-w16`), `wrn-D-K` (e.g. `wrn-34-10`), `mobilenet-v2`, `small-cnn[-W]`,
+//! `small-resnet[-W]` (width `W`, default 32 and 16).
+//!
+//! A checkpoint that does not fit its architecture gets a fitting name where one exists:
+//! [`Architecture::refit`] reads the first shape that differs.
 
 use std::str::FromStr;
 
@@ -8,7 +12,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::classifier::{Classifier, Tap};
-use crate::error::ModelError;
+use crate::error::{ModelError, ShapeDifference};
 use crate::mobilenet_v2::{MobileNetV2, MobileNetV2Config};
 use crate::preact_resnet::PreActResNet;
 use crate::resnet::{ResNet, ResNetConfig};
@@ -17,19 +21,34 @@ use crate::weights::PyTorchLayout;
 use crate::wide_resnet::{WideResNet, WideResNetConfig};
 
 /// The names [`Architecture::from_str`] accepts, for error messages and help texts.
-pub const KNOWN: &str = "resnet18, resnet34, preact-resnet18, preact-resnet34, wrn-D-K (e.g. wrn-34-10), mobilenet-v2, small-cnn[-W], small-resnet[-W]";
+pub const KNOWN: &str = "resnet18[-wW], resnet34[-wW], preact-resnet18[-wW], preact-resnet34[-wW], wrn-D-K (e.g. wrn-34-10), mobilenet-v2, small-cnn[-W], small-resnet[-W]";
+
+/// The stem and first-stage width of the ResNets of the papers (and of RobustBench's entries).
+pub const RESNET_WIDTH: usize = 64;
 
 /// A named architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
     /// CIFAR ResNet-18.
-    ResNet18,
+    ResNet18 {
+        /// Stem and first-stage channels ([`RESNET_WIDTH`] in the paper's).
+        width: usize,
+    },
     /// CIFAR ResNet-34.
-    ResNet34,
+    ResNet34 {
+        /// Stem and first-stage channels ([`RESNET_WIDTH`] in the paper's).
+        width: usize,
+    },
     /// PreAct ResNet-18.
-    PreActResNet18,
+    PreActResNet18 {
+        /// Stem and first-stage channels ([`RESNET_WIDTH`] in the paper's).
+        width: usize,
+    },
     /// PreAct ResNet-34.
-    PreActResNet34,
+    PreActResNet34 {
+        /// Stem and first-stage channels ([`RESNET_WIDTH`] in the paper's).
+        width: usize,
+    },
     /// WideResNet of the given depth and widen factor.
     WideResNet {
         /// Depth `6n + 4`.
@@ -68,11 +87,27 @@ impl FromStr for Architecture {
                 .filter(|&w| w > 0)
                 .ok_or_else(unknown),
         };
-        match lower.as_str() {
-            "resnet18" | "resnet-18" => Ok(Self::ResNet18),
-            "resnet34" | "resnet-34" => Ok(Self::ResNet34),
-            "preact-resnet18" | "preactresnet18" => Ok(Self::PreActResNet18),
-            "preact-resnet34" | "preactresnet34" => Ok(Self::PreActResNet34),
+        // A ResNet's stem width: `-wW` after the family's name.
+        let (family, resnet_width) = match lower.rsplit_once("-w") {
+            Some((family, w)) if family.contains("resnet") && !family.starts_with("small") => (
+                family,
+                w.parse().ok().filter(|&w| w > 0).ok_or_else(unknown)?,
+            ),
+            _ => (lower.as_str(), RESNET_WIDTH),
+        };
+        match family {
+            "resnet18" | "resnet-18" => Ok(Self::ResNet18 {
+                width: resnet_width,
+            }),
+            "resnet34" | "resnet-34" => Ok(Self::ResNet34 {
+                width: resnet_width,
+            }),
+            "preact-resnet18" | "preactresnet18" => Ok(Self::PreActResNet18 {
+                width: resnet_width,
+            }),
+            "preact-resnet34" | "preactresnet34" => Ok(Self::PreActResNet34 {
+                width: resnet_width,
+            }),
             "mobilenet-v2" | "mobilenetv2" => Ok(Self::MobileNetV2),
             _ => {
                 if let Some(rest) = lower.strip_prefix("small-cnn") {
@@ -106,10 +141,10 @@ impl FromStr for Architecture {
 impl std::fmt::Display for Architecture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
-            Self::ResNet18 => write!(f, "resnet18"),
-            Self::ResNet34 => write!(f, "resnet34"),
-            Self::PreActResNet18 => write!(f, "preact-resnet18"),
-            Self::PreActResNet34 => write!(f, "preact-resnet34"),
+            Self::ResNet18 { width } => write!(f, "resnet18{}", width_suffix(width)),
+            Self::ResNet34 { width } => write!(f, "resnet34{}", width_suffix(width)),
+            Self::PreActResNet18 { width } => write!(f, "preact-resnet18{}", width_suffix(width)),
+            Self::PreActResNet34 { width } => write!(f, "preact-resnet34{}", width_suffix(width)),
             Self::WideResNet { depth, widen } => write!(f, "wrn-{depth}-{widen}"),
             Self::MobileNetV2 => write!(f, "mobilenet-v2"),
             Self::SmallCnn { width } => write!(f, "small-cnn-{width}"),
@@ -118,15 +153,115 @@ impl std::fmt::Display for Architecture {
     }
 }
 
+/// `-wW` for a ResNet whose width is not the paper's, else nothing.
+fn width_suffix(width: usize) -> String {
+    match width {
+        RESNET_WIDTH => String::new(),
+        _ => format!("-w{width}"),
+    }
+}
+
 impl Architecture {
+    /// ResNet-18 at the paper's width.
+    pub const RESNET18: Self = Self::ResNet18 {
+        width: RESNET_WIDTH,
+    };
+    /// ResNet-34 at the paper's width.
+    pub const RESNET34: Self = Self::ResNet34 {
+        width: RESNET_WIDTH,
+    };
+    /// PreAct ResNet-18 at the paper's width.
+    pub const PREACT_RESNET18: Self = Self::PreActResNet18 {
+        width: RESNET_WIDTH,
+    };
+    /// PreAct ResNet-34 at the paper's width.
+    pub const PREACT_RESNET34: Self = Self::PreActResNet34 {
+        width: RESNET_WIDTH,
+    };
+
+    /// The same family at the width a checkpoint's shapes imply, with the reason, where the
+    /// stem tells it: a ResNet's (or small net's) `conv1.weight` of `[8, 3, 3, 3]` gives
+    /// `resnet18-w8`, a WideResNet's final `bn1.weight` of `[640]` gives `wrn-D-10`. `None`
+    /// where the differences say nothing about the width, or the width is already this one.
+    ///
+    /// # Examples
+    /// ```
+    /// use ferd_models::ShapeDifference;
+    /// use ferd_models::zoo::Architecture;
+    ///
+    /// let stem = ShapeDifference {
+    ///     name: "conv1.weight".into(),
+    ///     expected: vec![64, 3, 3, 3],
+    ///     found: vec![16, 3, 3, 3],
+    /// };
+    /// let (fits, why) = Architecture::RESNET18.refit(&[stem]).unwrap();
+    /// assert_eq!(fits.to_string(), "resnet18-w16");
+    /// assert!(why.contains("16 output channels"));
+    /// ```
+    pub fn refit(&self, differences: &[ShapeDifference]) -> Option<(Architecture, String)> {
+        let found = |name: &str| {
+            differences
+                .iter()
+                .find(|d| d.name == name)
+                .and_then(|d| d.found.first().copied())
+        };
+        let stem = found("conv1.weight").filter(|&w| w > 0);
+        let why = |w: usize| format!("its conv1 has {w} output channels");
+        let fits = match *self {
+            Self::ResNet18 { .. } => stem.map(|width| (Self::ResNet18 { width }, why(width))),
+            Self::ResNet34 { .. } => stem.map(|width| (Self::ResNet34 { width }, why(width))),
+            Self::PreActResNet18 { .. } => {
+                stem.map(|width| (Self::PreActResNet18 { width }, why(width)))
+            }
+            Self::PreActResNet34 { .. } => {
+                stem.map(|width| (Self::PreActResNet34 { width }, why(width)))
+            }
+            Self::SmallResNet { .. } => stem.map(|width| (Self::SmallResNet { width }, why(width))),
+            // The last stage has 64 k channels.
+            Self::WideResNet { depth, .. } => found("bn1.weight")
+                .filter(|c| c % 64 == 0 && *c > 0)
+                .map(|c| {
+                    let widen = c / 64;
+                    let why = format!("its last BatchNorm has {c} channels, 64 x {widen}");
+                    (Self::WideResNet { depth, widen }, why)
+                }),
+            Self::MobileNetV2 | Self::SmallCnn { .. } => None,
+        };
+        fits.filter(|(fits, _)| fits != self)
+    }
+
+    /// `error` with the architecture its checkpoint fits ([`Architecture::refit`]), when it is
+    /// a [`ModelError::Mismatch`] of a model built as `self`; any other error unchanged.
+    pub fn explain(&self, error: ModelError) -> ModelError {
+        match error {
+            ModelError::Mismatch {
+                path,
+                problems,
+                differences,
+                fits: None,
+            } => {
+                let fits = self
+                    .refit(&differences)
+                    .map(|(arch, why)| format!("{arch} ({why})"));
+                ModelError::Mismatch {
+                    path,
+                    problems,
+                    differences,
+                    fits,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The name papers and RobustBench's leaderboard use: `ResNet-18`, `WideResNet-34-10`,
     /// `PreActResNet-18`, `MobileNet-V2` (ferd's small nets: `SmallCNN-16`, `SmallResNet-16`).
     pub fn paper_name(&self) -> String {
         match *self {
-            Self::ResNet18 => "ResNet-18".into(),
-            Self::ResNet34 => "ResNet-34".into(),
-            Self::PreActResNet18 => "PreActResNet-18".into(),
-            Self::PreActResNet34 => "PreActResNet-34".into(),
+            Self::ResNet18 { width } => format!("ResNet-18{}", width_suffix(width)),
+            Self::ResNet34 { width } => format!("ResNet-34{}", width_suffix(width)),
+            Self::PreActResNet18 { width } => format!("PreActResNet-18{}", width_suffix(width)),
+            Self::PreActResNet34 { width } => format!("PreActResNet-34{}", width_suffix(width)),
             Self::WideResNet { depth, widen } => format!("WideResNet-{depth}-{widen}"),
             Self::MobileNetV2 => "MobileNet-V2".into(),
             Self::SmallCnn { width } => format!("SmallCNN-{width}"),
@@ -137,23 +272,27 @@ impl Architecture {
     /// Builds the model for images of `in_channels` channels and `num_classes` classes.
     pub fn build(&self, in_channels: usize, num_classes: usize, device: &Device) -> AnyClassifier {
         match *self {
-            Self::ResNet18 => AnyClassifier::ResNet(
+            Self::ResNet18 { width } => AnyClassifier::ResNet(
                 ResNetConfig::resnet18(num_classes)
+                    .with_base_width(width)
                     .with_in_channels(in_channels)
                     .init(device),
             ),
-            Self::ResNet34 => AnyClassifier::ResNet(
+            Self::ResNet34 { width } => AnyClassifier::ResNet(
                 ResNetConfig::resnet34(num_classes)
+                    .with_base_width(width)
                     .with_in_channels(in_channels)
                     .init(device),
             ),
-            Self::PreActResNet18 => AnyClassifier::PreActResNet(
+            Self::PreActResNet18 { width } => AnyClassifier::PreActResNet(
                 ResNetConfig::resnet18(num_classes)
+                    .with_base_width(width)
                     .with_in_channels(in_channels)
                     .init_preact(device),
             ),
-            Self::PreActResNet34 => AnyClassifier::PreActResNet(
+            Self::PreActResNet34 { width } => AnyClassifier::PreActResNet(
                 ResNetConfig::resnet34(num_classes)
+                    .with_base_width(width)
                     .with_in_channels(in_channels)
                     .init_preact(device),
             ),
@@ -247,7 +386,15 @@ mod tests {
     fn parses_names() {
         assert_eq!(
             "ResNet18".parse::<Architecture>().unwrap(),
-            Architecture::ResNet18
+            Architecture::RESNET18
+        );
+        assert_eq!(
+            "resnet18-w16".parse::<Architecture>().unwrap(),
+            Architecture::ResNet18 { width: 16 }
+        );
+        assert_eq!(
+            "PreAct-ResNet34-W32".parse::<Architecture>().unwrap(),
+            Architecture::PreActResNet34 { width: 32 }
         );
         assert_eq!(
             "wrn-34-10".parse::<Architecture>().unwrap(),
@@ -273,10 +420,11 @@ mod tests {
     #[test]
     fn displayed_names_parse_back() {
         for arch in [
-            Architecture::ResNet18,
-            Architecture::ResNet34,
-            Architecture::PreActResNet18,
-            Architecture::PreActResNet34,
+            Architecture::RESNET18,
+            Architecture::ResNet18 { width: 16 },
+            Architecture::RESNET34,
+            Architecture::PREACT_RESNET18,
+            Architecture::PreActResNet34 { width: 8 },
             Architecture::WideResNet {
                 depth: 28,
                 widen: 10,
@@ -292,12 +440,21 @@ mod tests {
             widen: 10,
         };
         assert_eq!(wrn.paper_name(), "WideResNet-34-10");
+        assert_eq!(Architecture::RESNET18.to_string(), "resnet18");
+        assert_eq!(
+            Architecture::ResNet18 { width: 16 }.to_string(),
+            "resnet18-w16"
+        );
     }
 
     #[test]
     fn unknown_names_are_errors_listing_the_known_ones() {
         for bad in [
             "resnet50",
+            "resnet18-w0",
+            "resnet18-wx",
+            "mobilenet-v2-w2",
+            "small-cnn-w",
             "wrn-33-10",
             "wrn-34",
             "small-cnn-0",

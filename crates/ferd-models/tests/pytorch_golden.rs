@@ -11,10 +11,12 @@ use burn::store::ModuleSnapshot;
 use burn::tensor::{Tensor, TensorData};
 use ferd_core::device::test_device;
 use ferd_models::AnyClassifier;
+use ferd_models::error::SHOWN_PROBLEMS;
 use ferd_models::generator::GeneratorConfig;
 use ferd_models::mobilenet_v2::MobileNetV2Config;
 use ferd_models::resnet::ResNetConfig;
 use ferd_models::wide_resnet::WideResNetConfig;
+use ferd_models::zoo::Architecture;
 use ferd_models::{
     Classifier, KeyRename, ModelError, PyTorchLayout, load_pytorch, load_pytorch_with,
     load_weights, save_pytorch, save_weights,
@@ -210,6 +212,33 @@ fn generator_matches_pytorch() {
     );
 }
 
+/// A checkpoint of another width says so first, with the name that fits it, and that name
+/// loads it; the problems after it are counted, not all listed.
+#[test]
+fn a_checkpoint_of_another_width_names_the_architecture_that_fits() {
+    let device = test_device();
+    let file = fixtures().join("resnet_w8.pt");
+    let arch = Architecture::RESNET18;
+    let err = arch.explain(load_pytorch(&mut arch.build(3, 10, &device), &file).unwrap_err());
+    let ModelError::Mismatch { problems, fits, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        fits.as_deref(),
+        Some("resnet18-w8 (its conv1 has 8 output channels)")
+    );
+    let text = err.to_string();
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains("conv1.weight is [8, 3, 3, 3] in the file, [64, 3, 3, 3] in the model"),
+        "{text}"
+    );
+    assert!(problems.len() > SHOWN_PROBLEMS, "{text}");
+    assert_eq!(text.lines().count(), 1 + SHOWN_PROBLEMS + 1, "{text}");
+    let fitting: Architecture = "resnet18-w8".parse().unwrap();
+    load_pytorch(&mut fitting.build(3, 10, &device), &file).unwrap();
+}
+
 #[test]
 fn mismatched_checkpoints_name_the_keys() {
     let device = test_device();
@@ -239,9 +268,13 @@ fn mismatched_checkpoints_name_the_keys() {
         .with_base_width(8)
         .init(&device);
     let err = load_pytorch(&mut small, fixtures().join("resnet_w8.pt")).unwrap_err();
+    let ModelError::Mismatch { problems, .. } = &err else {
+        panic!("{err}")
+    };
     assert!(
-        err.to_string()
-            .contains("unexpected in the file: layer4.0.conv1.weight"),
+        problems
+            .iter()
+            .any(|p| p == "unexpected in the file: layer4.0.conv1.weight"),
         "{err}"
     );
     let err = load_pytorch(&mut small, Path::new("weights.onnx")).unwrap_err();

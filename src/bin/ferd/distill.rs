@@ -31,7 +31,8 @@ pub struct Args {
     /// A configuration file (a run's config.json or your own) instead of --budget and --method.
     #[arg(long, conflicts_with_all = ["budget", "method"])]
     config: Option<PathBuf>,
-    /// The teacher's architecture (small-cnn-N, resnet18, wrn-34-10, mobilenet-v2, ...).
+    /// The teacher's architecture (small-cnn-N, resnet18, resnet18-w16, wrn-34-10, mobilenet-v2,
+    /// ...).
     #[arg(long, default_value = "small-cnn-16")]
     teacher_arch: Architecture,
     /// The teacher's weights. Default: the bundled Fashion-MNIST teacher.

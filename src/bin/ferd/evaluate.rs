@@ -14,8 +14,8 @@ use crate::ui::EvalRenderer;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The architecture (small-cnn-N, resnet18, wrn-34-10, wrn-28-10, preact-resnet18,
-    /// mobilenet-v2, ...).
+    /// The architecture (small-cnn-N, resnet18, resnet18-w16 for a stem of 16 channels,
+    /// wrn-34-10, wrn-28-10, preact-resnet18, mobilenet-v2, ...).
     #[arg(long)]
     arch: Architecture,
     /// The weights: saved by ferd (burnpack or SafeTensors), or a PyTorch state dict with
@@ -88,9 +88,10 @@ pub fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let [channels, ..] = data.image_shape();
     let mut model = args.arch.build(channels, data.num_classes(), &device);
     if args.pytorch {
-        load_pytorch_with(&mut model, &args.weights, &args.rename)?;
+        load_pytorch_with(&mut model, &args.weights, &args.rename)
+            .map_err(|e| args.arch.explain(e))?;
     } else {
-        load_weights(&mut model, &args.weights)?;
+        load_weights(&mut model, &args.weights).map_err(|e| args.arch.explain(e))?;
     }
     eprintln!(
         "evaluating {:?} ({}) on {} images of {} on {}",

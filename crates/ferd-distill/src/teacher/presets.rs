@@ -85,7 +85,7 @@ impl TeacherPreset {
             },
             Self::Cifar10Resnet18Pgdat => TeacherRecipe {
                 dataset: DatasetName::Cifar10,
-                arch: Architecture::ResNet18,
+                arch: Architecture::RESNET18,
                 config: TeacherConfig {
                     method: TeacherMethod::PgdAt {
                         eps: 8.0 / 255.0,
