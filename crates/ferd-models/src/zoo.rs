@@ -205,18 +205,7 @@ impl Architecture {
                 .find(|d| d.name == name)
                 .and_then(|d| d.found.first().copied())
         };
-        let stem = found("conv1.weight").filter(|&w| w > 0);
-        let why = |w: usize| format!("its conv1 has {w} output channels");
         let fits = match *self {
-            Self::ResNet18 { .. } => stem.map(|width| (Self::ResNet18 { width }, why(width))),
-            Self::ResNet34 { .. } => stem.map(|width| (Self::ResNet34 { width }, why(width))),
-            Self::PreActResNet18 { .. } => {
-                stem.map(|width| (Self::PreActResNet18 { width }, why(width)))
-            }
-            Self::PreActResNet34 { .. } => {
-                stem.map(|width| (Self::PreActResNet34 { width }, why(width)))
-            }
-            Self::SmallResNet { .. } => stem.map(|width| (Self::SmallResNet { width }, why(width))),
             // The last stage has 64 k channels.
             Self::WideResNet { depth, .. } => found("bn1.weight")
                 .filter(|c| c % 64 == 0 && *c > 0)
@@ -225,9 +214,25 @@ impl Architecture {
                     let why = format!("its last BatchNorm has {c} channels, 64 x {widen}");
                     (Self::WideResNet { depth, widen }, why)
                 }),
-            Self::MobileNetV2 | Self::SmallCnn { .. } => None,
+            _ => found("conv1.weight").filter(|&w| w > 0).and_then(|width| {
+                let why = format!("its conv1 has {width} output channels");
+                Some((self.with_stem_width(width)?, why))
+            }),
         };
         fits.filter(|(fits, _)| fits != self)
+    }
+
+    /// The same family with a stem (and first stage) of `width` channels, for the families whose
+    /// name carries that width; `None` for the others.
+    fn with_stem_width(&self, width: usize) -> Option<Self> {
+        match *self {
+            Self::ResNet18 { .. } => Some(Self::ResNet18 { width }),
+            Self::ResNet34 { .. } => Some(Self::ResNet34 { width }),
+            Self::PreActResNet18 { .. } => Some(Self::PreActResNet18 { width }),
+            Self::PreActResNet34 { .. } => Some(Self::PreActResNet34 { width }),
+            Self::SmallResNet { .. } => Some(Self::SmallResNet { width }),
+            Self::WideResNet { .. } | Self::MobileNetV2 | Self::SmallCnn { .. } => None,
+        }
     }
 
     /// `error` with the architecture its checkpoint fits ([`Architecture::refit`]), when it is
